@@ -1,0 +1,27 @@
+// The one extension module jfjoch._core: each family registers itself from its own binding file.
+#include <pybind11/pybind11.h>
+
+namespace py = pybind11;
+
+void add_core(py::module_& m);
+void add_codec(py::module_& m);
+void add_spots(py::module_& m);
+void add_azint(py::module_& m);
+void add_index(py::module_& m);
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "jfjoch compiled kernels (C++ with an optional CUDA backend)";
+#ifdef JFJOCH_VERSION
+    m.attr("__version__") = JFJOCH_VERSION;
+#endif
+#ifdef JFJOCH_WITH_CUDA
+    m.attr("cuda_compiled") = true;
+#else
+    m.attr("cuda_compiled") = false;
+#endif
+    add_core(m);
+    add_codec(m);
+    add_spots(m);
+    add_azint(m);
+    add_index(m);
+}

@@ -1,0 +1,25 @@
+"""jfjoch: offline processing of macromolecular X-ray diffraction data.
+
+Spot finding, indexing, geometry refinement, integration and merging, with C++/CUDA kernels in
+``jfjoch._core``. See README.md and docs/ for the command-line tools and the conventions.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .experiment import Beam, Crystal, Detector, Experiment, Goniometer
+
+try:
+    __version__ = version("jfjoch")
+except PackageNotFoundError:  # running from a source tree
+    __version__ = "0.0.0+source"
+
+__all__ = [
+    "Beam",
+    "Crystal",
+    "Detector",
+    "Experiment",
+    "Goniometer",
+    "__version__",
+]
