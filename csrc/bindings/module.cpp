@@ -8,6 +8,7 @@ void add_codec(py::module_& m);
 void add_spots(py::module_& m);
 void add_azint(py::module_& m);
 void add_index(py::module_& m);
+void add_toro(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "jfjoch compiled kernels (C++ with an optional CUDA backend)";
@@ -24,4 +25,5 @@ PYBIND11_MODULE(_core, m) {
     add_spots(m);
     add_azint(m);
     add_index(m);
+    add_toro(m);
 }
