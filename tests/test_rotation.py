@@ -96,10 +96,10 @@ def test_refine_recovers_perturbed_lattice(rot1):
     rel = np.abs(np.linalg.norm(np.linalg.inv(A), axis=1) / np.linalg.norm(np.linalg.inv(A_true), axis=1) - 1)
     assert rel.max() < 5e-4
     ok, ang = T.misorientation(A_true, np.linalg.inv(A))
-    assert ok and ang < 0.03
+    assert ok and ang < 0.01
     # per-image refinement removes a 0.05 degree error about axes perpendicular to the spindle
     im = 21
     xy, hkl = spots[im]
     A_img = refine_orientation_image(rotation_matrix([0, 1, 0.3], 0.05) @ A_true, xy, hkl, im, exp)
     ok, ang = T.misorientation(A_true, np.linalg.inv(A_img))
-    assert ok and ang < 0.03
+    assert ok and ang < 0.04  # converges to the same point from any start; truth spots carry ~0.02 deg bias
