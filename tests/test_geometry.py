@@ -31,7 +31,7 @@ def _experiment_from_truth(t: dict) -> Experiment:
 @pytest.mark.parametrize("dataset", ["hewl_rot1", "hewl_stills1"])
 def test_prediction_matches_truth_helper(dataset):
     T = _truth_module()
-    t = json.load(open(shared(dataset, "truth.json")))
+    t = json.loads(shared(dataset, "truth.json").read_text())
     exp = _experiment_from_truth(t)
     A = np.array(t["images"][0]["A_star_mid"])
     hkl = np.array([[h, k, l] for h in range(-8, 9) for k in range(-8, 9) for l in range(-4, 5)], float)
@@ -79,5 +79,5 @@ def test_rotate_vectors_matches_rotation_matrix():
     ang = rng.uniform(-3, 3, 20)
     axis = np.array([1.0, 0.2, -0.1])
     out = _core.rotate_vectors(v, ang, axis)
-    ref = np.stack([rotation_matrix(axis, np.degrees(a)) @ x for a, x in zip(ang, v)])
+    ref = np.stack([rotation_matrix(axis, np.degrees(a)) @ x for a, x in zip(ang, v, strict=False)])
     np.testing.assert_allclose(out, ref, atol=1e-12)

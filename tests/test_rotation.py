@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 
 import numpy as np
 import pytest
@@ -61,7 +60,7 @@ def test_diffraction_angles_on_ewald_sphere():
     ang = diffraction_angles(p, axis, lam)
     s0 = np.array([0, 0, 1 / lam])
     n_ok = 0
-    for pi, (w1, w2) in zip(p, ang):
+    for pi, (w1, w2) in zip(p, ang, strict=False):
         for w in (w1, w2):
             if np.isfinite(w):
                 s = rotation_matrix(axis, w) @ pi
@@ -71,7 +70,7 @@ def test_diffraction_angles_on_ewald_sphere():
 
 
 def test_assign_with_true_lattice(rot1):
-    T, t, exp, spots = rot1
+    _T, t, exp, spots = rot1
     A0 = np.array(t["images"][0]["A_star_at_omega0"])
     tot = found = 0
     for im, (xy, hkl) in spots.items():

@@ -39,7 +39,7 @@ class ImageResult:
 
     @property
     def n_spots(self) -> int:
-        return int(len(self.x))
+        return len(self.x)
 
     @property
     def n_indexed(self) -> int:

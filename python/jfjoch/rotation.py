@@ -112,7 +112,7 @@ def assign_rotation_image(
     mid = float(gon.angle_mid_deg(image))
     s = to_crystal_frame(experiment.pixels_to_recip(xy), mid, gon.axis)
     hkl = np.rint(s @ np.linalg.inv(A0).T).astype(int)
-    pred, omega = predict_rotation_pixels(A0, hkl, np.full(n, mid), experiment)
+    pred, _omega = predict_rotation_pixels(A0, hkl, np.full(n, mid), experiment)
     dist = np.linalg.norm(pred - xy, axis=1)
     ok = np.isfinite(dist) & (dist < max_px) & np.any(hkl != 0, axis=1)
     return RotationAssignment(hkl, ok, pred)

@@ -6,6 +6,7 @@ interrupted run never leaves a file that looks finished.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -65,10 +66,8 @@ def write_process_h5(path: str | os.PathLike, result: ProcessResult, *, source: 
             _write(f, result, source, options or {})
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise
     return path
 
