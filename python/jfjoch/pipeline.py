@@ -142,7 +142,9 @@ def process(
         if opts.unit_cell is not None or opts.space_group is not None:
             from dataclasses import replace
 
-            exp = replace(exp, unit_cell=opts.unit_cell or exp.unit_cell, space_group=opts.space_group or exp.space_group)
+            exp = replace(
+                exp, unit_cell=opts.unit_cell or exp.unit_cell, space_group=opts.space_group or exp.space_group
+            )
         numbers = select_images(ds.n_images, opts)
         rotation_mode = (
             opts.two_pass_rotation is not None
