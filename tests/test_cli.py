@@ -1,0 +1,123 @@
+"""jfjoch_process end to end: outputs, acceptance checks of shared/checks, bad input (one line, exit code)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+from jfjoch.cli.process import main
+
+from .conftest import SHARED_CHECKS, shared
+
+
+def run_cli(args, capsys):
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def run_check(script: str, *args) -> tuple[int, str]:
+    p = subprocess.run([sys.executable, str(SHARED_CHECKS / script), *map(str, args)],
+                       capture_output=True, text=True, timeout=600)
+    return p.returncode, p.stdout + p.stderr
+
+
+def test_spots_only_rotation_passes_check_spots(tmp_path, capsys):
+    master = shared("hewl_rot1", "hewl_rot1_master.h5")
+    code, out, err = run_cli([master, "-X", "none", "-N", "2", "-o", tmp_path / "r"], capsys)
+    assert code == 0, err
+    assert "Per-image results" in out and "wrote" in out
+    rc, text = run_check("check_spots.py", master.parent, tmp_path / "r_process.h5")
+    print(text)
+    assert rc == 0, text
+    with h5py.File(tmp_path / "r_process.h5") as f:
+        assert f["entry/image/number"].shape == (40,)
+        assert f["entry/azint/profile"].shape[0] == 40
+        assert np.all(f["entry/MX/imageIndexed"][()] == 0)
+
+
+def test_spots_stills_passes_check_spots(tmp_path, capsys):
+    master = shared("hewl_stills1", "hewl_stills1_master.h5")
+    code, out, err = run_cli([master, "-X", "none", "-N", "2", "-o", tmp_path / "s"], capsys)
+    assert code == 0, err
+    rc, text = run_check("check_spots.py", master.parent, tmp_path / "s_process.h5")
+    print(text)
+    assert rc == 0, text
+
+
+def test_thread_count_does_not_change_output(tmp_path, capsys):
+    master = shared("hewl_rot1", "hewl_rot1_master.h5")
+    outs = []
+    for n in (1, 2):
+        code, _, err = run_cli([master, "-X", "none", "-e", "5", "-N", n, "-o", tmp_path / f"n{n}"], capsys)
+        assert code == 0, err
+        with h5py.File(tmp_path / f"n{n}_process.h5") as f:
+            outs.append({k: f[f"entry/MX/{k}"][()] for k in ("nPeaks", "peakXPosRaw", "peakTotalIntensity")}
+                        | {"profile": f["entry/azint/profile"][()]})
+    for k in outs[0]:
+        np.testing.assert_array_equal(outs[0][k], outs[1][k])
+
+
+def test_image_range_and_stride(tmp_path, capsys):
+    master = shared("hewl_rot1", "hewl_rot1_master.h5")
+    code, _, err = run_cli([master, "-X", "none", "-s", "3", "-e", "11", "-t", "4", "-o", tmp_path / "x"], capsys)
+    assert code == 0, err
+    with h5py.File(tmp_path / "x_process.h5") as f:
+        assert list(f["entry/image/number"][()]) == [3, 7, 11]
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "words"),
+    [
+        (["/nonexistent/master.h5"], 2, "no such file"),
+        (["{master}", "-N", "0"], 2, "--threads"),
+        (["{master}", "-N", "abc"], 2, "threads"),
+        (["{master}", "-s", "40"], 2, "out of range"),
+        (["{master}", "-e", "99"], 2, "out of range"),
+        (["{master}", "-X", "magic"], 2, "indexing-algorithm"),
+        (["{master}", "-X", "ffbidx"], 2, "unit cell"),
+        (["{master}", "-C", "79,79,38,90,90"], 2, "unit-cell"),
+        (["{master}", "-S", "0"], 2, "space-group"),
+        (["{master}", "--force-rotation-lattice", "1,2,3"], 2, "force-rotation-lattice"),
+        (["{master}", "-o", "/nonexistent/dir/out"], 2, "cannot write"),
+        (["{stills}", "-R"], 2, "rotation"),
+    ],
+)
+def test_bad_input_one_line_error(tmp_path, capsys, args, code, words):
+    master = shared("hewl_rot1", "hewl_rot1_master.h5")
+    stills = shared("hewl_stills1", "hewl_stills1_master.h5")
+    args = [a.format(master=master, stills=stills) for a in args]
+    if "-o" not in args:
+        args += ["-o", str(tmp_path / "out")]
+    got, out, err = run_cli(args, capsys)
+    assert got == code
+    lines = [ln for ln in err.strip().splitlines() if ln]
+    assert len(lines) == 1, err
+    assert words in lines[0]
+    assert "Traceback" not in err
+    assert not any(p.name.endswith("_process.h5") for p in tmp_path.iterdir())
+
+
+def test_not_hdf5_and_not_nxmx(tmp_path, capsys):
+    junk = tmp_path / "junk.h5"
+    junk.write_bytes(b"this is not an HDF5 file\n" * 10)
+    code, _, err = run_cli([junk, "-o", tmp_path / "o"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "HDF5" in err
+    empty = tmp_path / "empty.h5"
+    with h5py.File(empty, "w") as f:
+        f.create_group("entry")
+    code, _, err = run_cli([empty, "-o", tmp_path / "o"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o_process.h5").exists()
+
+
+def test_console_script_exit_code(tmp_path):
+    """The installed entry point gives exit code 2 and no traceback for a missing file."""
+    p = subprocess.run([sys.executable, "-m", "jfjoch.cli.process", "/nonexistent.h5", "-o", str(tmp_path / "o")],
+                       capture_output=True, text=True, env=os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)})
+    assert p.returncode == 2 and "Traceback" not in p.stderr and p.stderr.count("\n") == 1
