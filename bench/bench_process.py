@@ -1,0 +1,51 @@
+"""End-to-end throughput of jfjoch.process on the shared datasets, 1 thread vs 2 threads.
+
+usage: python bench/bench_process.py [--data ../shared/data] [--repeat 2]
+Prints images/s for spot finding + azimuthal integration + statistics (-X none) and for the indexing
+modes, with the 2-thread / 1-thread ratio measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import jfjoch
+from jfjoch.options import ProcessOptions
+
+CASES = [
+    ("hewl_rot1", "spots only (-X none)", {"indexing_algorithm": "none"}),
+    ("hewl_stills1", "spots only (-X none)", {"indexing_algorithm": "none"}),
+    ("hewl_stills1", "ffbidx -C -S 96", {"indexing_algorithm": "ffbidx",
+                                         "unit_cell": (79.3, 79.3, 37.8, 90.0, 90.0, 90.0), "space_group": 96}),
+    ("hewl_stills1", "fftw (no cell)", {"indexing_algorithm": "fftw"}),
+    ("hewl_rot1", "two-pass rotation -R -S 96", {"two_pass_rotation": 30, "space_group": 96}),
+]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    ap.add_argument("--repeat", type=int, default=2)
+    args = ap.parse_args()
+    print(f"{'dataset':14s} {'mode':28s} {'N':>2s} {'images/s':>9s} {'ratio':>6s}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for ds, label, kw in CASES:
+            master = Path(args.data) / ds / f"{ds}_master.h5"
+            rates = {}
+            for n in (1, 2):
+                best = float("inf")
+                for _ in range(args.repeat):
+                    opts = ProcessOptions(threads=n, output_prefix=f"{tmp}/b", **kw)
+                    t0 = time.perf_counter()
+                    r = jfjoch.process(master, opts)
+                    best = min(best, time.perf_counter() - t0)
+                rates[n] = r.n_images / best
+                ratio = f"{rates[n] / rates[1]:.2f}" if n > 1 else ""
+                print(f"{ds:14s} {label:28s} {n:2d} {rates[n]:9.1f} {ratio:>6s}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
