@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from .errors import CorruptFrameError, InputError, JfjochError, ProcessingError, UsageError
 from .experiment import Beam, Crystal, Detector, Experiment, Goniometer
+from .options import ProcessOptions
+from .pipeline import process
+from .results import ImageResult, IndexingSummary, ProcessResult
 
 try:
     __version__ = version("jfjoch")
@@ -17,9 +21,19 @@ except PackageNotFoundError:  # running from a source tree
 
 __all__ = [
     "Beam",
+    "CorruptFrameError",
     "Crystal",
     "Detector",
     "Experiment",
     "Goniometer",
+    "ImageResult",
+    "IndexingSummary",
+    "InputError",
+    "JfjochError",
+    "ProcessOptions",
+    "ProcessResult",
+    "ProcessingError",
+    "UsageError",
     "__version__",
+    "process",
 ]
