@@ -231,6 +231,25 @@ def test_resolution_limits_and_ice_rings():
     assert len(SpotFinder(exp, SpotFinderSettings(high_resolution_A=0, max_spots=0)).find(img)) == len(ds)
 
 
+@pytest.mark.skipif(_core.cuda_device_count() == 0, reason="needs a CUDA device")
+def test_cuda_backend_matches_cpu():
+    rng = np.random.default_rng(21)
+    img, mask = _random_case(rng, ny=300, nx=257, spots=120)
+    exp = experiment(257, 300, mask=mask, saturation=4000, distance_mm=30.0)
+    st = SpotFinderSettings(high_resolution_A=1.6, max_spots=0)
+    cpu, gpu = SpotFinder(exp, st, backend="cpu"), SpotFinder(exp, st, backend="cuda")
+    np.testing.assert_array_equal(gpu.strong_pixel_map(img), cpu.strong_pixel_map(img))
+    a, b = cpu.find(img), gpu.find(img)
+    for name in ("x", "y", "intensity", "n_pixels", "d", "ice_ring"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    assert (a.max_value, a.n_saturated, a.n_error, a.n_strong_pixels) == (
+        b.max_value,
+        b.n_saturated,
+        b.n_error,
+        b.n_strong_pixels,
+    )
+
+
 # ---------------------------------------------------------------- API behaviour
 def test_threads_give_the_same_results():
     rng = np.random.default_rng(3)

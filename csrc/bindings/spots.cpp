@@ -54,9 +54,9 @@ py::array_t<uint8_t> pixel_flags(py::object mask, py::ssize_t nx, py::ssize_t ny
     return out;
 }
 
-py::tuple find(CArray<int32_t> image, CArray<uint8_t> flags, int32_t saturation, py::handle origin, py::handle fast,
-               py::handle slow, double pixel_mm, double wavelength_A, const SpotFinderSettings& settings,
-               const std::string& backend) {
+py::tuple find(CArray<int32_t> image, CArray<uint8_t> flags, int32_t saturation, py::handle origin,
+               py::handle fast, py::handle slow, double pixel_mm, double wavelength_A,
+               const SpotFinderSettings& settings, const std::string& backend) {
     require_image(image, "image");
     require_same_shape(image, flags, "flags");
     auto g = bind::make_geometry(origin, fast, slow, pixel_mm, wavelength_A);
@@ -64,7 +64,8 @@ py::tuple find(CArray<int32_t> image, CArray<uint8_t> flags, int32_t saturation,
     SpotFinderResult r;
     {
         py::gil_scoped_release release;
-        r = find_spots(image.data(), flags.data(), image.shape(1), image.shape(0), saturation, g, settings, b);
+        r = find_spots(image.data(), flags.data(), image.shape(1), image.shape(0), saturation, g, settings,
+                       b);
     }
     const auto n = py::ssize_t(r.spots.size());
     py::array_t<float> x(n), y(n), inten(n), d(n);
@@ -96,7 +97,8 @@ py::array_t<uint8_t> strong_map(CArray<int32_t> image, CArray<uint8_t> flags, in
     uint8_t* o = out.mutable_data();
     {
         py::gil_scoped_release release;
-        strong_pixel_map(image.data(), flags.data(), image.shape(1), image.shape(0), saturation, settings, o, b);
+        strong_pixel_map(image.data(), flags.data(), image.shape(1), image.shape(0), saturation, settings, o,
+                         b);
     }
     return out;
 }
@@ -118,13 +120,14 @@ void add_spots(py::module_& m) {
     m.attr("SPOT_PIXEL_INVALID") = int(kSpotPixelInvalid);
     m.attr("SPOT_PIXEL_OUT_OF_RANGE") = int(kSpotPixelOutOfRange);
     m.attr("SPOT_MAX_VALUE") = kSpotMaxValue;
-    m.def("spot_pixel_flags", &pixel_flags, py::arg("mask"), py::arg("nx"), py::arg("ny"), py::arg("origin_mm"),
-          py::arg("fast"), py::arg("slow"), py::arg("pixel_mm"), py::arg("wavelength_A"), py::arg("settings"),
+    m.def("spot_pixel_flags", &pixel_flags, py::arg("mask"), py::arg("nx"), py::arg("ny"),
+          py::arg("origin_mm"), py::arg("fast"), py::arg("slow"), py::arg("pixel_mm"),
+          py::arg("wavelength_A"), py::arg("settings"),
           "Per-experiment uint8 (ny, nx) pixel flags: 1 = invalid (mask != 0), 2 = outside the resolution "
           "limits of settings.");
-    m.def("find_spots", &find, py::arg("image"), py::arg("flags"), py::arg("saturation"), py::arg("origin_mm"),
-          py::arg("fast"), py::arg("slow"), py::arg("pixel_mm"), py::arg("wavelength_A"), py::arg("settings"),
-          py::arg("backend") = "auto",
+    m.def("find_spots", &find, py::arg("image"), py::arg("flags"), py::arg("saturation"),
+          py::arg("origin_mm"), py::arg("fast"), py::arg("slow"), py::arg("pixel_mm"),
+          py::arg("wavelength_A"), py::arg("settings"), py::arg("backend") = "auto",
           "Spots of one int32 (ny, nx) image: (x, y, intensity, n_pixels, d, ice_ring, stats dict).");
     m.def("spot_strong_pixel_map", &strong_map, py::arg("image"), py::arg("flags"), py::arg("saturation"),
           py::arg("settings"), py::arg("backend") = "auto",

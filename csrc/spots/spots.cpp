@@ -15,9 +15,11 @@ bool use_cuda(Backend backend) {
         return false;
     case Backend::CUDA:
         if (!cuda_compiled())
-            throw std::runtime_error("spot finder: the CUDA backend was requested but this build has no CUDA");
+            throw std::runtime_error(
+                "spot finder: the CUDA backend was requested but this build has no CUDA");
         if (cuda_device_count() == 0)
-            throw std::runtime_error("spot finder: the CUDA backend was requested but no CUDA device is present");
+            throw std::runtime_error(
+                "spot finder: the CUDA backend was requested but no CUDA device is present");
         return true;
     case Backend::Auto:
     default:
@@ -41,8 +43,8 @@ void list_from_map(const uint8_t* map, const int32_t* image, int64_t npix, spots
 } // namespace
 
 SpotFinderResult find_spots(const int32_t* image, const uint8_t* flags, int64_t nx, int64_t ny,
-                            int32_t saturation, const DetectorGeometry& geom, const SpotFinderSettings& settings,
-                            Backend backend) {
+                            int32_t saturation, const DetectorGeometry& geom,
+                            const SpotFinderSettings& settings, Backend backend) {
     spots_detail::validate(settings, nx, ny);
     spots_detail::StrongPixels sp;
     if (use_cuda(backend)) {

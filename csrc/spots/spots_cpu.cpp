@@ -23,7 +23,8 @@ void validate(const SpotFinderSettings& s, int64_t nx, int64_t ny) {
     if (nx <= 0 || ny <= 0)
         throw std::invalid_argument("spot finder: empty image");
     if (s.window_half < 1 || s.window_half > kSpotMaxWindowHalf)
-        throw std::invalid_argument("spot finder: window_half must be in 1.." + std::to_string(kSpotMaxWindowHalf));
+        throw std::invalid_argument("spot finder: window_half must be in 1.." +
+                                    std::to_string(kSpotMaxWindowHalf));
     if (!(s.sigma >= 0))
         throw std::invalid_argument("spot finder: sigma must be >= 0");
     if (s.min_pixels < 1 || s.max_pixels < s.min_pixels)
@@ -252,7 +253,8 @@ void spots_from_strong_pixels(const StrongPixels& sp, int64_t nx, const Detector
             return a.s.intensity > b.s.intensity;
         return a.first < b.first;
     };
-    const size_t keep = settings.max_spots > 0 ? std::min(cands.size(), size_t(settings.max_spots)) : cands.size();
+    const size_t keep =
+        settings.max_spots > 0 ? std::min(cands.size(), size_t(settings.max_spots)) : cands.size();
     std::partial_sort(cands.begin(), cands.begin() + keep, cands.end(), stronger);
     out.spots.clear();
     out.spots.reserve(keep);
@@ -272,8 +274,8 @@ void spot_pixel_flags(const uint8_t* mask, int64_t nx, int64_t ny, const Detecto
         for (int64_t x = 0; x < nx; ++x) {
             const int64_t i = y * nx + x;
             const double d = pixel_to_resolution(geom, double(x), double(y));
-            flags_out[i] = spots_impl::pixel_flag(mask != nullptr && mask[i] != 0, d, settings.high_resolution_A,
-                                                  settings.low_resolution_A);
+            flags_out[i] = spots_impl::pixel_flag(mask != nullptr && mask[i] != 0, d,
+                                                  settings.high_resolution_A, settings.low_resolution_A);
         }
 }
 

@@ -82,7 +82,8 @@ void spots_detail::strong_map_cuda(const int32_t* image, const uint8_t* flags, i
     DeviceBuffer<uint8_t> d_flags(npix), d_map(npix);
     DeviceBuffer<DeviceStats> d_stats(1);
     const DeviceStats init{INT32_MIN, 0, 0, 0};
-    check(cudaMemcpyAsync(d_image.p, image, npix * sizeof(int32_t), cudaMemcpyHostToDevice, stream.s), "copy image");
+    check(cudaMemcpyAsync(d_image.p, image, npix * sizeof(int32_t), cudaMemcpyHostToDevice, stream.s),
+          "copy image");
     check(cudaMemcpyAsync(d_flags.p, flags, npix, cudaMemcpyHostToDevice, stream.s), "copy flags");
     check(cudaMemcpyAsync(d_stats.p, &init, sizeof(init), cudaMemcpyHostToDevice, stream.s), "copy stats");
     const dim3 block(32, 8);

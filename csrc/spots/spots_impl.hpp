@@ -70,8 +70,9 @@ template <typename T> JFJOCH_HD T sat_window(const T* row_lo, const T* row_hi, i
 
 /// Direct window sums (no table): used by the GPU kernel, where one thread per pixel reads its window.
 /// Same sums as the summed-area table, over the window clipped to the image.
-JFJOCH_HD void direct_window_sums(const int32_t* image, const uint8_t* flags, int64_t nx, int64_t ny, int64_t x,
-                                  int64_t y, int32_t w, int32_t sat_eff, int64_t& sum, int64_t& sum2, int64_t& n) {
+JFJOCH_HD void direct_window_sums(const int32_t* image, const uint8_t* flags, int64_t nx, int64_t ny,
+                                  int64_t x, int64_t y, int32_t w, int32_t sat_eff, int64_t& sum,
+                                  int64_t& sum2, int64_t& n) {
     const int64_t y0 = y - w < 0 ? 0 : y - w, y1 = y + w + 1 > ny ? ny : y + w + 1;
     const int64_t x0 = x - w < 0 ? 0 : x - w, x1 = x + w + 1 > nx ? nx : x + w + 1;
     sum = 0;
