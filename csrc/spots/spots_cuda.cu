@@ -1,0 +1,125 @@
+// CUDA backend of the spot finder: memory handling and launches only. The per-pixel work is the same
+// JFJOCH_HD functions the CPU backend runs (spots_impl.hpp); window sums are read directly (one thread
+// per pixel, clipped window), which gives the same integer sums as the CPU's summed-area table. The
+// strong-pixel map goes back to the host, where labelling and centroids run (spots_cpu.cpp).
+#include <cuda_runtime.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "spots/spots.hpp"
+#include "spots/spots_impl.hpp"
+
+namespace jfjoch {
+namespace {
+
+using namespace spots_impl;
+
+struct DeviceStats {
+    int max_value;
+    unsigned long long n_saturated, n_error, n_strong;
+};
+
+__global__ void strong_map_kernel(const int32_t* image, const uint8_t* flags, int64_t nx, int64_t ny,
+                                  int32_t sat_eff, int32_t w, int32_t threshold, double sigma2, uint8_t* map,
+                                  DeviceStats* stats) {
+    // Image statistics: block-level reduction in shared memory, then one global atomic per block.
+    __shared__ int s_max;
+    __shared__ unsigned long long s_sat, s_err, s_strong;
+    const bool first = threadIdx.x == 0 && threadIdx.y == 0;
+    if (first) {
+        s_max = INT32_MIN;
+        s_sat = s_err = s_strong = 0;
+    }
+    __syncthreads();
+    const int64_t x = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    const int64_t y = int64_t(blockIdx.y) * blockDim.y + threadIdx.y;
+    if (x < nx && y < ny) {
+        const int64_t i = y * nx + x;
+        const int32_t v = image[i];
+        const uint8_t f = flags[i];
+        const uint8_t kind = classify_pixel(v, f, sat_eff);
+        uint8_t out = 0;
+        if (kind == kValid)
+            atomicMax(&s_max, int(v));
+        else if (kind == kSaturated)
+            atomicAdd(&s_sat, 1ull);
+        else if (kind == kError)
+            atomicAdd(&s_err, 1ull);
+        if (kind == kSaturated && !(f & kSpotPixelOutOfRange)) {
+            out = 2;
+        } else if (is_candidate(v, kind, f, threshold)) {
+            int64_t sum, sum2, n;
+            direct_window_sums(image, flags, nx, ny, x, y, w, sat_eff, sum, sum2, n);
+            if (strong_pixel_test(v, sum, sum2, n, sigma2)) {
+                out = 1;
+                atomicAdd(&s_strong, 1ull);
+            }
+        }
+        map[i] = out;
+    }
+    __syncthreads();
+    if (first) {
+        atomicMax(&stats->max_value, s_max);
+        if (s_sat)
+            atomicAdd(&stats->n_saturated, s_sat);
+        if (s_err)
+            atomicAdd(&stats->n_error, s_err);
+        if (s_strong)
+            atomicAdd(&stats->n_strong, s_strong);
+    }
+}
+
+void check(cudaError_t e, const char* what) {
+    if (e != cudaSuccess)
+        throw std::runtime_error(std::string("spot finder (CUDA): ") + what + ": " + cudaGetErrorString(e));
+}
+
+// Device buffers owned by one call (RAII: freed on every path, including exceptions).
+template <typename T> struct DeviceBuffer {
+    T* p = nullptr;
+    explicit DeviceBuffer(size_t n) { check(cudaMalloc(&p, n * sizeof(T)), "cudaMalloc"); }
+    ~DeviceBuffer() { cudaFree(p); }
+    DeviceBuffer(const DeviceBuffer&) = delete;
+    DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+};
+
+struct Stream {
+    cudaStream_t s = nullptr;
+    Stream() { check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreate"); }
+    ~Stream() { cudaStreamDestroy(s); }
+};
+
+} // namespace
+
+void spots_detail::strong_map_cuda(const int32_t* image, const uint8_t* flags, int64_t nx, int64_t ny,
+                                   int32_t saturation, const SpotFinderSettings& settings, uint8_t* map_out,
+                                   StrongPixels& stats_out) {
+    const size_t npix = size_t(nx * ny);
+    Stream stream;
+    DeviceBuffer<int32_t> d_image(npix);
+    DeviceBuffer<uint8_t> d_flags(npix), d_map(npix);
+    DeviceBuffer<DeviceStats> d_stats(1);
+    const DeviceStats init{INT32_MIN, 0, 0, 0};
+    check(cudaMemcpyAsync(d_image.p, image, npix * sizeof(int32_t), cudaMemcpyHostToDevice, stream.s),
+          "copy image");
+    check(cudaMemcpyAsync(d_flags.p, flags, npix, cudaMemcpyHostToDevice, stream.s), "copy flags");
+    check(cudaMemcpyAsync(d_stats.p, &init, sizeof(init), cudaMemcpyHostToDevice, stream.s), "copy stats");
+    const dim3 block(32, 8);
+    const dim3 grid(unsigned((nx + block.x - 1) / block.x), unsigned((ny + block.y - 1) / block.y));
+    const double sigma2 = double(settings.sigma) * double(settings.sigma);
+    strong_map_kernel<<<grid, block, 0, stream.s>>>(d_image.p, d_flags.p, nx, ny,
+                                                    effective_saturation(saturation), settings.window_half,
+                                                    settings.photon_threshold, sigma2, d_map.p, d_stats.p);
+    check(cudaGetLastError(), "kernel launch");
+    DeviceStats st{};
+    check(cudaMemcpyAsync(map_out, d_map.p, npix, cudaMemcpyDeviceToHost, stream.s), "copy map");
+    check(cudaMemcpyAsync(&st, d_stats.p, sizeof(st), cudaMemcpyDeviceToHost, stream.s), "copy stats");
+    check(cudaStreamSynchronize(stream.s), "synchronize");
+    stats_out.max_value = st.max_value;
+    stats_out.n_saturated = int64_t(st.n_saturated);
+    stats_out.n_error = int64_t(st.n_error);
+    stats_out.n_strong = int64_t(st.n_strong);
+}
+
+} // namespace jfjoch
