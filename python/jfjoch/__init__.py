@@ -13,6 +13,7 @@ from .experiment import Beam, Crystal, Detector, Experiment, Goniometer
 from .options import ProcessOptions
 from .pipeline import process
 from .results import ImageResult, IndexingSummary, ProcessResult
+from .spots import SpotFinder, SpotFinderSettings, SpotList, find_spots
 
 try:
     __version__ = version("jfjoch")
@@ -33,7 +34,11 @@ __all__ = [
     "ProcessOptions",
     "ProcessResult",
     "ProcessingError",
+    "SpotFinder",
+    "SpotFinderSettings",
+    "SpotList",
     "UsageError",
     "__version__",
+    "find_spots",
     "process",
 ]

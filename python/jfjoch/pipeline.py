@@ -7,6 +7,7 @@ releases the GIL); results are ordered by image number, so the output does not d
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -68,9 +69,9 @@ class _Stages:
         self.spot_finder = SpotFinder(
             experiment,
             SpotFinderSettings(
-                photon_threshold=float(options.spot_threshold),
+                photon_threshold=int(math.ceil(options.spot_threshold)),  # counts are integers
                 sigma=float(options.spot_sigma),
-                high_resolution_limit=float(options.spot_high_resolution),
+                high_resolution_A=float(options.spot_high_resolution),
                 max_spots=int(options.max_spots),
             ),
         )
