@@ -69,7 +69,7 @@ class _Stages:
         self.spot_finder = SpotFinder(
             experiment,
             SpotFinderSettings(
-                photon_threshold=int(math.ceil(options.spot_threshold)),  # counts are integers
+                photon_threshold=math.ceil(options.spot_threshold),  # counts are integers
                 sigma=float(options.spot_sigma),
                 high_resolution_A=float(options.spot_high_resolution),
                 max_spots=int(options.max_spots),
