@@ -49,7 +49,7 @@ def simulate_still(
     keep = (np.linalg.norm(s, axis=1) < 1.0 / d_min) & (np.linalg.norm(hkl, axis=1) > 0)
     keep &= np.abs(np.linalg.norm(s + s0, axis=1) - 1.0 / wavelength) < ewald_width
     s = s[keep]
-    n_junk = int(round(n_spots * junk_fraction))
+    n_junk = round(n_spots * junk_fraction)
     n_sig = min(len(s), n_spots - n_junk)
     s = s[rng.choice(len(s), n_sig, replace=False)] + rng.normal(0.0, noise, (n_sig, 3))
     # junk: uniform on the Ewald sphere cap out to d_min

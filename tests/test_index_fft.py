@@ -46,7 +46,7 @@ def same_lattice(truth, true_rows, ours, max_deg=0.2, cell_tol=0.02):
     return ok and ang <= max_deg, ang
 
 
-# --- synthetic perfect lattices (first line = solution) ------------------------------------------------
+# --- synthetic perfect lattices (first line = solution) --------------------------------------------
 @pytest.mark.parametrize("name", ["test0", "test1", "test2"])
 def test_synthetic_lists_index_exactly(name):
     truth = truth_mod()
@@ -64,7 +64,7 @@ def test_synthetic_lists_index_exactly(name):
     np.testing.assert_allclose(res.hkl @ np.linalg.inv(res.lattice).T, s, atol=1e-4)
 
 
-# --- real lysozyme spot lists -----------------------------------------------------------------------------
+# --- real lysozyme spot lists ----------------------------------------------------------------------
 @pytest.mark.parametrize("name", REAL_LISTS)
 def test_real_lysozyme_lists(name):
     truth = truth_mod()
@@ -80,7 +80,7 @@ def test_real_lysozyme_lists(name):
     assert res.indexed.mean() > (0.55 if "local" in name else 0.45)
 
 
-# --- simulated stills with noise and 20 % junk ---------------------------------------------------------------
+# --- simulated stills with noise and 20 % junk -----------------------------------------------------
 SIM_CELLS = {
     "mP": (52.0, 61.0, 73.0, 90.0, 104.0, 90.0),
     "oP": (48.0, 66.0, 91.0, 90.0, 90.0, 90.0),
@@ -114,7 +114,7 @@ def test_random_spots_not_indexed():
     assert not index_reciprocal(s, method="fftw").ok
 
 
-# --- hewl_stills1: spots predicted from truth --------------------------------------------------------------------
+# --- hewl_stills1: spots predicted from truth ------------------------------------------------------
 def test_hewl_stills_orientation():
     truth = truth_mod()
     t = truth.load(str(shared("hewl_stills1")))
@@ -137,7 +137,7 @@ def test_hewl_stills_orientation():
     assert np.median(angles) <= 0.15
 
 
-# --- lattice helpers -------------------------------------------------------------------------------------------------
+# --- lattice helpers -------------------------------------------------------------------------------
 def test_refine_lattice_matches_numpy_lstsq():
     rng = np.random.default_rng(3)
     L = lattice_from_cell((50, 60, 70, 90, 100, 90)) @ np.linalg.qr(rng.normal(size=(3, 3)))[0]
@@ -191,7 +191,7 @@ def test_index_spots_tolerance():
     np.testing.assert_array_equal(ind, [True, True, False])
 
 
-# --- symmetry: Bravais search and space-group settings ----------------------------------------------------------
+# --- symmetry: Bravais search and space-group settings ---------------------------------------------
 @pytest.mark.parametrize(
     ("conv_cell", "centring_vectors", "expected"),
     [
@@ -267,7 +267,7 @@ def test_index_reciprocal_with_space_group():
     assert not index_reciprocal(s2, space_group=96, method="fftw").ok
 
 
-# --- API behaviour ---------------------------------------------------------------------------------------------------
+# --- API behaviour ---------------------------------------------------------------------------------
 def test_methods_and_errors(monkeypatch):
     rng = np.random.default_rng(1)
     s, _, _ = simulate_still(SIM_CELLS["oP"], rng)
