@@ -48,12 +48,13 @@ FftLayout make_layout(const FftIndexerSettings& st, double smax) {
 Vec3d to_d(Vec3f v) { return {v.x, v.y, v.z}; }
 
 /// Refine one real-space vector so that t . s is close to an integer for as many spots as possible:
-/// damped least squares over growing resolution shells (rounding errors grow with |s|).
-void refine_vector(const float* s, const float* s_len, int n, double smax, Vec3d& t) {
-    const double shells[] = {0.35, 0.5, 0.7, 0.85, 1.0, 1.0, 1.0};
-    const double tols[] = {0.25, 0.25, 0.25, 0.2, 0.2, 0.15, 0.15};
-    for (int it = 0; it < 7; ++it) {
-        const double rmax = shells[it] * smax;
+/// damped least squares over growing resolution shells. The first shell keeps the rounding error of the
+/// initial vector (direction error ~ half the direction spacing, dir_err rad) below ~0.2 cycles.
+void refine_vector(const float* s, const float* s_len, int n, double smax, double dir_err, Vec3d& t) {
+    double rmax = std::min(smax, std::max(0.2 / (norm(t) * dir_err), 0.2 * smax));
+    for (int it = 0; it < 16; ++it) {
+        const bool last = rmax >= smax;
+        const double tol = last ? 0.15 : 0.25;
         Mat3d S{};
         Vec3d b{0, 0, 0};
         int used = 0;
@@ -63,7 +64,7 @@ void refine_vector(const float* s, const float* s_len, int n, double smax, Vec3d
             Vec3d si{s[3 * i], s[3 * i + 1], s[3 * i + 2]};
             int h;
             double e = vector_fractional_error(t, si, h);
-            if (e >= tols[it])
+            if (e >= tol)
                 continue;
             double r = double(h) - dot(si, t);
             double v[3] = {si.x, si.y, si.z};
@@ -73,15 +74,17 @@ void refine_vector(const float* s, const float* s_len, int n, double smax, Vec3d
             b = b + r * si;
             ++used;
         }
-        if (used < 4)
-            continue;
-        const double mu = 1e-3 * (S.m[0][0] + S.m[1][1] + S.m[2][2]) / 3.0;
-        for (int a = 0; a < 3; ++a)
-            S.m[a][a] += mu;
-        Mat3d Si{};
-        if (!inverse(S, Si))
-            continue;
-        t = t + Si * b;
+        if (used >= 4) {
+            const double mu = 1e-3 * (S.m[0][0] + S.m[1][1] + S.m[2][2]) / 3.0;
+            for (int a = 0; a < 3; ++a)
+                S.m[a][a] += mu;
+            Mat3d Si{};
+            if (inverse(S, Si))
+                t = t + Si * b;
+        }
+        if (last && it >= 2)
+            break;
+        rmax = std::min(smax, rmax * 1.4);
     }
 }
 
@@ -142,6 +145,7 @@ FftIndexerResult fft_index(const float* s_xyz, size_t n_spots, const FftIndexerS
     std::vector<Vec3d> dirs;
     std::vector<Candidate> cands;
     const size_t words = (n_spots + 63) / 64;
+    const double dir_err = 0.5 * std::sqrt(2.0 * M_PI / L.n_directions); // half the direction spacing
     for (int idx : order) {
         if (int(dirs.size()) >= st.n_candidates)
             break;
@@ -160,7 +164,7 @@ FftIndexerResult fft_index(const float* s_xyz, size_t n_spots, const FftIndexerS
             continue;
         Candidate c;
         c.v = len * d;
-        refine_vector(s_xyz, s_len.data(), n, smax, c.v);
+        refine_vector(s_xyz, s_len.data(), n, smax, dir_err, c.v);
         const double l2 = norm(c.v);
         if (!(l2 >= 0.9 * st.min_cell_A && l2 <= 1.2 * st.max_cell_A))
             continue;
@@ -235,6 +239,9 @@ FftIndexerResult fft_index(const float* s_xyz, size_t n_spots, const FftIndexerS
         return res;
     size_t count = refine_and_index(s_xyz, n_spots, basis, st.index_tolerance, st.refine_cycles, hkl_buf.data(),
                                     mask_buf.data());
+    if (remove_supercell(s_xyz, n_spots, basis, st.index_tolerance, 0.95, hkl_buf.data(), mask_buf.data()) > 0)
+        count = refine_and_index(s_xyz, n_spots, basis, st.index_tolerance, st.refine_cycles, hkl_buf.data(),
+                                 mask_buf.data());
     reduce_basis(basis); // refinement keeps the lattice; keep the reported basis reduced
     count = index_spots(s_xyz, n_spots, basis, st.index_tolerance, hkl, indexed);
     res.times.refine_s = seconds(t1, clk::now());

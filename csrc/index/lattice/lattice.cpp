@@ -200,4 +200,55 @@ size_t refine_and_index(const float* s_xyz, size_t n, Mat3d& basis, double toler
     return count;
 }
 
+int remove_supercell(const float* s_xyz, size_t n, Mat3d& basis, double tolerance, double min_fraction,
+                     int32_t* hkl, uint8_t* mask) {
+    int reductions = 0;
+    for (int round = 0; round < 6; ++round) {
+        const size_t n_idx = index_spots(s_xyz, n, basis, tolerance, hkl, mask);
+        if (n_idx < 6)
+            return reductions;
+        bool reduced = false;
+        for (int p = 2; p <= 3 && !reduced; ++p)
+            for (int v0 = 0; v0 < p && !reduced; ++v0)
+                for (int v1 = 0; v1 < p && !reduced; ++v1)
+                    for (int v2 = 0; v2 < p && !reduced; ++v2) {
+                        const int v[3] = {v0, v1, v2};
+                        // one representative per line: first non-zero component 1
+                        int first = v0 ? 0 : (v1 ? 1 : (v2 ? 2 : -1));
+                        if (first < 0 || v[first] != 1)
+                            continue;
+                        size_t good = 0;
+                        for (size_t i = 0; i < n; ++i)
+                            if (mask[i]) {
+                                long d = long(v0) * hkl[3 * i] + long(v1) * hkl[3 * i + 1] + long(v2) * hkl[3 * i + 2];
+                                good += (d % p) == 0;
+                            }
+                        if (good < min_fraction * double(n_idx))
+                            continue;
+                        // integer basis (columns) of {h : v . h = 0 mod p}: p e_first, e_j - v_j e_first
+                        Mat3d H{};
+                        for (int j = 0; j < 3; ++j) {
+                            if (j == first) {
+                                H.m[first][j] = p;
+                            } else {
+                                H.m[j][j] = 1;
+                                H.m[first][j] = -v[j];
+                            }
+                        }
+                        Mat3d Hi{};
+                        if (!inverse(H, Hi))
+                            continue;
+                        Mat3d finer = Hi * basis; // k = H^-1 h = H^-1 basis s
+                        if (!reduce_basis(finer))
+                            continue;
+                        basis = finer;
+                        reduced = true;
+                        ++reductions;
+                    }
+        if (!reduced)
+            return reductions;
+    }
+    return reductions;
+}
+
 } // namespace jfjoch
