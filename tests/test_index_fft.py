@@ -107,6 +107,19 @@ def test_simulated_stills(bravais, seed):
     np.testing.assert_allclose(res.cell[3:], ref[3:], atol=0.5)
 
 
+def test_small_cell_few_spots_no_supercell():
+    # few spots on a small cell: three candidate vectors spanning a supercell index everything; the
+    # supercell must be removed (stills 4, 6, 7 of this sequence came out as 2x/4x supercells without it)
+    truth = truth_mod()
+    rng = np.random.default_rng(0)
+    for _ in range(8):
+        s, L, _ = simulate_still((15.0, 22.0, 30.0, 90.0, 95.0, 90.0), rng, n_spots=60, d_min=1.2)
+        res = index_fft(s)
+        assert res.ok
+        assert same_lattice(truth, L, res.lattice, max_deg=0.5)[0]
+        assert abs(np.linalg.det(res.lattice)) == pytest.approx(abs(np.linalg.det(L)), rel=0.02)
+
+
 def test_random_spots_not_indexed():
     rng = np.random.default_rng(5)
     v = rng.normal(size=(200, 3))
