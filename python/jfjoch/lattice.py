@@ -1,0 +1,284 @@
+"""Lattice helpers shared by the indexers: least-squares refinement, reduction, lattice symmetry.
+
+Bases are (3, 3) arrays with rows a, b, c in Å; spot vectors s are (n, 3) in 1/Å (no 2π); h = basis @ s.
+Symmetry decisions use gemmi (``find_lattice_symmetry`` for the lattice point group, ``SpaceGroup`` for
+the target setting); the conventional basis is then found by a search over short lattice vectors.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import gemmi
+import numpy as np
+
+from . import _core
+from .experiment import cell_from_lattice
+
+__all__ = [
+    "ConventionalCell",
+    "bravais_lattice",
+    "conventional_candidates",
+    "index_spots",
+    "reduce_lattice",
+    "refine_lattice",
+    "space_group_setting",
+]
+
+# Crystal system from the order of the lattice's rotation group (gemmi.find_lattice_symmetry).
+_SYSTEM_BY_ORDER = {
+    24: "cubic",
+    12: "hexagonal",
+    8: "tetragonal",
+    6: "trigonal",
+    4: "orthorhombic",
+    2: "monoclinic",
+    1: "triclinic",
+}
+_LETTER = {
+    "cubic": "c",
+    "hexagonal": "h",
+    "trigonal": "h",
+    "tetragonal": "t",
+    "orthorhombic": "o",
+    "monoclinic": "m",
+    "triclinic": "a",
+}
+_ALLOWED = {
+    "cubic": "PIF",
+    "hexagonal": "P",
+    "trigonal": "R",
+    "tetragonal": "PI",
+    "orthorhombic": "PCIF",
+    "monoclinic": "PC",
+    "triclinic": "P",
+}
+# systems to try, from the group gemmi finds, down to lower symmetry when the setting search fails
+_FALLBACK = {
+    "cubic": ["cubic", "tetragonal", "trigonal", "orthorhombic", "monoclinic", "triclinic"],
+    "hexagonal": ["hexagonal", "orthorhombic", "monoclinic", "triclinic"],
+    "trigonal": ["trigonal", "monoclinic", "triclinic"],
+    "tetragonal": ["tetragonal", "orthorhombic", "monoclinic", "triclinic"],
+    "orthorhombic": ["orthorhombic", "monoclinic", "triclinic"],
+    "monoclinic": ["monoclinic", "triclinic"],
+    "triclinic": ["triclinic"],
+}
+
+
+def refine_lattice(
+    s: np.ndarray, hkl: np.ndarray, lattice: np.ndarray, mask: np.ndarray | None = None
+) -> np.ndarray:
+    """Least-squares fit of the reciprocal basis to s ≈ A* h (residuals in 1/Å) over the spots in ``mask``.
+
+    Returns the real-space basis inv(A*) (rows a, b, c, Å); ``lattice`` unchanged when the indices do not
+    determine a basis (fewer than three independent hkl).
+    """
+    s32 = np.ascontiguousarray(np.asarray(s, np.float32).reshape(-1, 3))
+    h32 = np.ascontiguousarray(np.asarray(hkl, np.int32).reshape(-1, 3))
+    m = None if mask is None else np.ascontiguousarray(np.asarray(mask, np.uint8))
+    out, _ok = _core.refine_lattice(s32, h32, np.asarray(lattice, float), m)
+    return np.asarray(out)
+
+
+def index_spots(s: np.ndarray, lattice: np.ndarray, tolerance: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """(hkl (n, 3) int32, indexed (n,) bool): indexed when every |h - round(h)| < tolerance."""
+    s32 = np.ascontiguousarray(np.asarray(s, np.float32).reshape(-1, 3))
+    hkl, ind = _core.index_spots(s32, np.asarray(lattice, float), float(tolerance))
+    return np.asarray(hkl), np.asarray(ind, bool)
+
+
+def reduce_lattice(lattice: np.ndarray) -> np.ndarray:
+    """The three shortest non-coplanar vectors forming a basis of the same lattice (right-handed)."""
+    return np.asarray(_core.reduce_basis(np.asarray(lattice, float)))
+
+
+@dataclass(frozen=True)
+class ConventionalCell:
+    """A conventional basis of a lattice: rows a, b, c (Å), right-handed."""
+
+    lattice: np.ndarray
+    system: str
+    centring: str
+    """P, C, I, F or R (hexagonal axes, obverse)."""
+    ratio: int
+    """Conventional cell volume / primitive cell volume."""
+
+    @property
+    def bravais(self) -> str:
+        return _LETTER[self.system] + self.centring
+
+    @property
+    def cell(self) -> tuple[float, float, float, float, float, float]:
+        return cell_from_lattice(self.lattice)
+
+
+def _short_vectors(P: np.ndarray, n_keep: int = 40) -> np.ndarray:
+    U = np.array([u for u in itertools.product(range(-2, 3), repeat=3) if any(u)])
+    first = U[np.arange(len(U)), np.argmax(U != 0, axis=1)]
+    U = U[first > 0]  # one of +-u
+    V = U @ P
+    order = np.argsort(np.linalg.norm(V, axis=1), kind="stable")
+    return V[order[:n_keep]]
+
+
+def _centring(P: np.ndarray, C: np.ndarray, ratio: int) -> str | None:
+    """Centring letter of conventional basis C over primitive basis P, None when not a standard one."""
+    if ratio == 1:
+        return "P"
+    F = P @ np.linalg.inv(C)  # primitive vectors in conventional fractional coordinates
+    U = np.array(list(itertools.product(range(-2, 3), repeat=3)))
+    T = np.mod(np.round((U @ F) * 6) / 6, 1.0)
+    T = np.unique(np.round(T * 6).astype(int) % 6, axis=0)
+    ts = {tuple(t) for t in T} - {(0, 0, 0)}
+    if ratio == 2 and len(ts) == 1:
+        return {(3, 3, 0): "C", (3, 3, 3): "I", (0, 3, 3): "A", (3, 0, 3): "B"}.get(next(iter(ts)))
+    if ratio == 4 and ts == {(0, 3, 3), (3, 0, 3), (3, 3, 0)}:
+        return "F"
+    if ratio == 3 and ts == {(4, 2, 2), (2, 4, 4)}:
+        return "R"  # obverse
+    if ratio == 3 and ts == {(2, 4, 2), (4, 2, 4)}:
+        return "R_reverse"
+    return None
+
+
+def conventional_candidates(
+    lattice: np.ndarray, system: str, length_tol: float = 0.05, angle_tol_deg: float = 4.0
+) -> list[ConventionalCell]:
+    """All conventional bases of ``system`` (cubic ... monoclinic; trigonal = hR on hexagonal axes) whose
+    metric matches the system within the tolerances, smallest volume first."""
+    P = reduce_lattice(lattice)
+    if system == "triclinic":
+        return [ConventionalCell(P, "triclinic", "P", 1)]
+    Vp = abs(np.linalg.det(P))
+    V = _short_vectors(P)
+    n = len(V)
+    Ii, Jj, Kk = (g.ravel() for g in np.meshgrid(np.arange(n), np.arange(n), np.arange(n), indexing="ij"))
+    L = np.linalg.norm(V, axis=1)
+    G = (V @ V.T) / np.outer(L, L)  # cosines
+    ca, cb, cg = G[Jj, Kk], G[Ii, Kk], G[Ii, Jj]
+    la, lb, lc = L[Ii], L[Jj], L[Kk]
+    eps = np.sin(np.radians(angle_tol_deg))
+    right = (np.abs(ca) < eps) & (np.abs(cg) < eps)
+    eq_ab = np.abs(la - lb) < length_tol * 0.5 * (la + lb)
+    if system == "cubic":
+        ok = right & (np.abs(cb) < eps) & eq_ab & (np.abs(la - lc) < length_tol * 0.5 * (la + lc))
+    elif system == "tetragonal":
+        ok = right & (np.abs(cb) < eps) & eq_ab
+    elif system == "orthorhombic":
+        ok = right & (np.abs(cb) < eps)
+    elif system in ("hexagonal", "trigonal"):
+        ok = (np.abs(ca) < eps) & (np.abs(cb) < eps) & eq_ab & (np.abs(np.abs(cg) - 0.5) < eps)
+    elif system == "monoclinic":
+        ok = right & (np.abs(cb) < np.cos(np.radians(45)))
+    else:
+        raise ValueError(f"unknown crystal system {system!r}")
+    ok &= (Ii != Jj) & (Jj != Kk) & (Ii != Kk)
+    out: list[ConventionalCell] = []
+    seen = set()
+    for i, j, k in zip(Ii[ok], Jj[ok], Kk[ok], strict=True):
+        a, b, c = V[i].copy(), V[j].copy(), V[k].copy()
+        if system in ("hexagonal", "trigonal") and a @ b > 0:
+            b = -b  # gamma = 120
+        if system == "monoclinic" and a @ c > 0:
+            c = -c  # beta >= 90
+        C = np.array([a, b, c])
+        if np.linalg.det(C) < 0:
+            C = -C
+        r = abs(np.linalg.det(C)) / Vp
+        ratio = round(r)
+        if abs(r - ratio) > 1e-3 or ratio < 1 or ratio > 4:
+            continue
+        cen = _centring(P, C, ratio)
+        if cen == "R_reverse" and system == "trigonal":
+            C = np.array([-C[0], -C[1], C[2]])
+            cen = "R"
+        if cen is None or cen not in _ALLOWED[system]:
+            continue
+        key = tuple(np.round(C, 3).ravel())
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(ConventionalCell(C, system, cen, ratio))
+    out.sort(key=lambda x: (x.ratio, float(np.sum(np.linalg.norm(x.lattice, axis=1)))))
+    return out
+
+
+def _standard_order_key(c: ConventionalCell) -> tuple:
+    la, lb, lc, _, be, _ = c.cell
+    if c.system == "orthorhombic":
+        return (c.ratio, 0 if la <= lb <= lc or (c.centring == "C" and la <= lb) else 1, la + lb + lc)
+    if c.system == "monoclinic":
+        return (c.ratio, abs(be - 90.0), la + lc)
+    return (c.ratio, la + lb + lc)
+
+
+def lattice_system(lattice: np.ndarray, max_obliq_deg: float = 3.0) -> str:
+    """Crystal system of the lattice's point group (gemmi.find_lattice_symmetry on the reduced cell)."""
+    P = reduce_lattice(lattice)
+    uc = gemmi.UnitCell(*cell_from_lattice(P))
+    ops = gemmi.find_lattice_symmetry(uc, "P", max_obliq_deg)
+    return _SYSTEM_BY_ORDER.get(len(ops.sym_ops), "triclinic")
+
+
+def bravais_lattice(lattice: np.ndarray, max_obliq_deg: float = 3.0) -> ConventionalCell:
+    """Highest-symmetry Bravais lattice consistent with ``lattice`` and its conventional basis."""
+    for system in _FALLBACK[lattice_system(lattice, max_obliq_deg)]:
+        cands = conventional_candidates(lattice, system)
+        if cands:
+            return min(cands, key=_standard_order_key)
+    raise AssertionError("unreachable: triclinic always succeeds")
+
+
+def _cell_mismatch(c: tuple, ref: tuple) -> tuple[float, float]:
+    rel = max(abs(c[i] - ref[i]) / ref[i] for i in range(3))
+    ang = max(abs(c[i] - ref[i]) for i in range(3, 6))
+    return rel, ang
+
+
+def _sg(space_group: int | str) -> gemmi.SpaceGroup:
+    """gemmi space group from a number or a Hermann-Mauguin symbol (ValueError when unknown)."""
+    try:
+        if isinstance(space_group, int | np.integer) or str(space_group).strip().isdigit():
+            sg = gemmi.find_spacegroup_by_number(int(space_group))
+        else:
+            sg = gemmi.SpaceGroup(str(space_group))
+    except (ValueError, RuntimeError) as e:
+        raise ValueError(f"unknown space group {space_group!r}") from e
+    if sg is None:
+        raise ValueError(f"unknown space group {space_group!r}")
+    return sg
+
+
+def space_group_setting(
+    lattice: np.ndarray,
+    space_group: int | str,
+    cell: tuple | None = None,
+    length_tol: float = 0.05,
+    angle_tol_deg: float = 3.0,
+) -> tuple[ConventionalCell | None, gemmi.SpaceGroup]:
+    """Conventional basis of ``lattice`` in the setting of ``space_group`` (number or H-M symbol; reference
+    settings, hexagonal axes for R groups). With ``cell`` (a, b, c, α, β, γ), the basis closest to it is
+    chosen and rejected (None) when it differs by more than length_tol (relative) or angle_tol_deg."""
+    sg = _sg(space_group)
+    system = sg.crystal_system_str()
+    cen = sg.centring_type()
+    if system == "trigonal" and cen != "R":
+        system = "hexagonal"
+    cands = [c for c in conventional_candidates(lattice, system) if c.centring == cen]
+    if not cands:
+        return None, sg
+    if cell is None:
+        return min(cands, key=_standard_order_key), sg
+    ref = tuple(float(x) for x in cell)
+    best = min(
+        cands,
+        key=lambda c: (
+            sum(abs(c.cell[i] - ref[i]) / ref[i] for i in range(3))
+            + sum(abs(c.cell[i] - ref[i]) for i in range(3, 6)) / 90.0
+        ),
+    )
+    rel, ang = _cell_mismatch(best.cell, ref)
+    if rel > length_tol or ang > angle_tol_deg:
+        return None, sg
+    return best, sg
