@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from .azint import AzimuthalIntegrator, azimuthal_integration
 from .errors import CorruptFrameError, InputError, JfjochError, ProcessingError, UsageError
 from .experiment import Beam, Crystal, Detector, Experiment, Goniometer
+from .image_stats import ImageStatistics, compute_image_statistics
+from .index import IndexResult, index_reciprocal
 from .options import ProcessOptions
 from .pipeline import process
 from .results import ImageResult, IndexingSummary, ProcessResult
@@ -21,6 +24,7 @@ except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0+source"
 
 __all__ = [
+    "AzimuthalIntegrator",
     "Beam",
     "CorruptFrameError",
     "Crystal",
@@ -28,6 +32,8 @@ __all__ = [
     "Experiment",
     "Goniometer",
     "ImageResult",
+    "ImageStatistics",
+    "IndexResult",
     "IndexingSummary",
     "InputError",
     "JfjochError",
@@ -39,6 +45,9 @@ __all__ = [
     "SpotList",
     "UsageError",
     "__version__",
+    "azimuthal_integration",
+    "compute_image_statistics",
     "find_spots",
+    "index_reciprocal",
     "process",
 ]

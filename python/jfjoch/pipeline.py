@@ -81,8 +81,8 @@ class _Stages:
         from .image_stats import compute_image_statistics
 
         spots = self.spot_finder.find(image)
-        profile = self.azint.integrate(image)
-        stats = compute_image_statistics(spots, profile, self.azint.q)
+        profile, counts = self.azint.integrate_with_counts(image)
+        stats = compute_image_statistics(spots, profile, self.azint.q, profile_count=counts)
         return ImageResult(
             number=number,
             x=np.asarray(spots.x, np.float32),
