@@ -81,7 +81,9 @@ def _options(kw: dict) -> ProcessOptions:
 def run(input_master: str, opts: ProcessOptions) -> ProcessResult:
     from ..pipeline import process
 
-    console = Console(stderr=False, highlight=False)
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console.width = max(console.width, 120)
     console.print(f"[bold]jfjoch_process[/bold] {__version__}  input: {input_master}")
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
