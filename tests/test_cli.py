@@ -158,3 +158,23 @@ def test_console_script_exit_code(tmp_path):
     p = subprocess.run([sys.executable, "-m", "jfjoch.cli.process", "/nonexistent.h5", "-o", str(tmp_path / "o")],
                        capture_output=True, text=True, env=os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)})
     assert p.returncode == 2 and "Traceback" not in p.stderr and p.stderr.count("\n") == 1
+
+
+def test_corrupt_image_is_counted_and_run_continues(tmp_path, capsys):
+    from .test_nxmx import write_master
+
+    rng = np.random.default_rng(2)
+    frames = rng.poisson(0.5, (5, 64, 96)).astype(np.int32)
+    frames[:, 20:23, 30:33] = 200  # one spot per image
+    p = tmp_path / "c_master.h5"
+    write_master(p, frames)
+    with h5py.File(p, "a") as f:
+        ds = f["entry/data/data"]
+        _, raw = ds.id.read_direct_chunk((1, 0, 0))
+        ds.id.write_direct_chunk((1, 0, 0), raw[: len(raw) // 3])
+    code, out, err = run_cli([p, "-X", "none", "-o", tmp_path / "c"], capsys)
+    assert code == 0, err
+    assert "1 image(s) could not be read" in out
+    with h5py.File(tmp_path / "c_process.h5") as f:
+        assert list(f["entry/image/decoded"][()]) == [1, 0, 1, 1, 1]
+        assert list(f["entry/MX/nPeaks"][()]) == [1, 0, 1, 1, 1]
