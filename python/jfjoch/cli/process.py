@@ -15,7 +15,7 @@ from ..errors import JfjochError, UsageError
 from ..options import INDEXING_ALGORITHMS, ProcessOptions, parse_cell, parse_lattice
 from ..results import ProcessResult
 
-click.rich_click.USE_MARKDOWN = False
+click.rich_click.TEXT_MARKUP = None
 click.rich_click.OPTION_GROUPS = {
     "jfjoch_process": [
         {"name": "General", "options": ["--output-prefix", "--threads", "--start-image", "--end-image",
