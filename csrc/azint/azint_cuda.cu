@@ -133,8 +133,8 @@ void azint_detail::accumulate_cuda(const T* image, const int32_t* bin, const flo
     const int64_t blocks_needed = (npix + kBlock - 1) / kBlock;
     const unsigned grid = unsigned(blocks_needed < 1024 ? blocks_needed : 1024);
     const auto sat = saturation_threshold(saturation, image);
-    accumulate_kernel<<<grid, kBlock, shared_bytes, stream.s>>>(d_image.p, d_bin.p, d_weight.p, npix, n_bins, sat,
-                                                                use_shared, d_sum.p, d_count.p);
+    accumulate_kernel<<<grid, kBlock, shared_bytes, stream.s>>>(d_image.p, d_bin.p, d_weight.p, npix, n_bins,
+                                                                sat, use_shared, d_sum.p, d_count.p);
     check(cudaGetLastError(), "kernel launch");
     std::vector<double> h_sum(nb);
     std::vector<unsigned long long> h_count(nb);
@@ -152,7 +152,7 @@ void azint_detail::accumulate_cuda(const T* image, const int32_t* bin, const flo
 
 template void azint_detail::accumulate_cuda<int32_t>(const int32_t*, const int32_t*, const float*, int64_t,
                                                      int32_t, double, double*, int64_t*);
-template void azint_detail::accumulate_cuda<float>(const float*, const int32_t*, const float*, int64_t, int32_t,
-                                                   double, double*, int64_t*);
+template void azint_detail::accumulate_cuda<float>(const float*, const int32_t*, const float*, int64_t,
+                                                   int32_t, double, double*, int64_t*);
 
 } // namespace jfjoch
