@@ -53,7 +53,7 @@ template <typename T, typename S>
 __global__ void accumulate_kernel(const T* image, const int32_t* bin, const float* weight, int64_t npix,
                                   int32_t n_bins, S sat, bool use_shared, double* sum,
                                   unsigned long long* count) {
-    extern __shared__ unsigned char smem[];
+    extern __shared__ __align__(16) unsigned char smem[];
     double* s_sum = reinterpret_cast<double*>(smem);
     unsigned long long* s_count = reinterpret_cast<unsigned long long*>(s_sum + (use_shared ? n_bins : 0));
     if (use_shared) {
