@@ -336,9 +336,15 @@ def test_one_shot_function_and_errors():
         AzimuthalIntegrator(exp, n_bins=0)
     with pytest.raises(UsageError):
         AzimuthalIntegrator(exp, polarization_fraction=1.5)
+    with pytest.raises(UsageError):
+        AzimuthalIntegrator(exp, backend="gpu")
     if _core.cuda_device_count() == 0:
-        with pytest.raises(RuntimeError):
+        with pytest.raises(UsageError):
             AzimuthalIntegrator(exp, backend="cuda")
+        # the kernel itself refuses too (for callers of _core)
+        ai = AzimuthalIntegrator(exp, n_bins=5, backend="cpu")
+        with pytest.raises(RuntimeError):
+            _core.azint_integrate(img, ai.bin_map, ai._weight, 5, 0.0, "cuda")
 
 
 def test_thread_safe_and_releases_gil():
