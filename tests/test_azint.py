@@ -4,7 +4,6 @@ field, and an independent numpy reference of the binning, corrections and pixel 
 from __future__ import annotations
 
 import math
-import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
@@ -337,9 +336,15 @@ def test_one_shot_function_and_errors():
         AzimuthalIntegrator(exp, n_bins=0)
     with pytest.raises(UsageError):
         AzimuthalIntegrator(exp, polarization_fraction=1.5)
+    with pytest.raises(UsageError):
+        AzimuthalIntegrator(exp, backend="gpu")
     if _core.cuda_device_count() == 0:
-        with pytest.raises(RuntimeError):
+        with pytest.raises(UsageError):
             AzimuthalIntegrator(exp, backend="cuda")
+        # the kernel itself refuses too (for callers of _core)
+        ai = AzimuthalIntegrator(exp, n_bins=5, backend="cpu")
+        with pytest.raises(RuntimeError):
+            _core.azint_integrate(img, ai.bin_map, ai._weight, 5, 0.0, "cuda")
 
 
 def test_thread_safe_and_releases_gil():
@@ -355,4 +360,29 @@ def test_thread_safe_and_releases_gil():
     # the map is read-only: a caller cannot corrupt a shared integrator
     with pytest.raises(ValueError):
         ai.bin_map[0, 0] = 3
-    assert threading.active_count() >= 1
+
+
+def test_saturation_rules():
+    """value >= saturation is left out (int32 and float32 images); saturation None: no test."""
+    exp = small_experiment()
+    ai = AzimuthalIntegrator(exp, n_bins=25, solid_angle=False, polarization=False)
+    img = np.full((200, 300), 100, np.int32)
+    img[::7, ::5] = 60000  # == saturation: out
+    img[1::7, ::5] = 59999  # just below: in
+    for im in (img, img.astype(np.float32)):
+        mean, count = ai.integrate_with_counts(im)
+        ok = count > 0
+        _, ref_count = numpy_reference(im, exp, ai.settings.q_min, ai.settings.q_max, 25, 0.95)
+        assert np.array_equal(count, ref_count)
+        assert (mean[ok] > 100).all()  # the 59999 pixels count
+    det = exp.detector
+    unsat = Experiment(
+        beam=exp.beam,
+        detector=Detector(
+            nx=det.nx, ny=det.ny, pixel_mm=det.pixel_mm, origin_mm=det.origin_mm, mask=det.mask
+        ),
+    )
+    ai2 = AzimuthalIntegrator(unsat, n_bins=25, solid_angle=False, polarization=False)
+    _, c_all = ai2.integrate_with_counts(img)
+    _, c_sat = ai.integrate_with_counts(img)
+    assert c_all.sum() - c_sat.sum() == (img == 60000).sum() - (ai.bin_map[img == 60000] < 0).sum()

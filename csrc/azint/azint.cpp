@@ -16,8 +16,9 @@ bool use_cuda(Backend backend) {
         return false;
     case Backend::CUDA:
         if (!cuda_compiled())
-            throw std::runtime_error("azimuthal integration: the CUDA backend was requested but this build has "
-                                     "no CUDA");
+            throw std::runtime_error(
+                "azimuthal integration: the CUDA backend was requested but this build has "
+                "no CUDA");
         if (cuda_device_count() == 0)
             throw std::runtime_error("azimuthal integration: the CUDA backend was requested but no CUDA "
                                      "device is present");
@@ -85,19 +86,21 @@ void azint_make_map(const DetectorGeometry& geom, int64_t nx, int64_t ny, const 
         azint_detail::make_map_cpu(geom, nx, ny, mask, settings, bin_out, weight_out);
 }
 
-void azint_integrate(const int32_t* image, const int32_t* bin, const float* weight, int64_t npix, int32_t n_bins,
-                     double saturation, double* mean_out, int64_t* count_out, Backend backend) {
+void azint_integrate(const int32_t* image, const int32_t* bin, const float* weight, int64_t npix,
+                     int32_t n_bins, double saturation, double* mean_out, int64_t* count_out,
+                     Backend backend) {
     integrate(image, bin, weight, npix, n_bins, saturation, mean_out, count_out, backend);
 }
 
-void azint_integrate(const float* image, const int32_t* bin, const float* weight, int64_t npix, int32_t n_bins,
-                     double saturation, double* mean_out, int64_t* count_out, Backend backend) {
+void azint_integrate(const float* image, const int32_t* bin, const float* weight, int64_t npix,
+                     int32_t n_bins, double saturation, double* mean_out, int64_t* count_out,
+                     Backend backend) {
     integrate(image, bin, weight, npix, n_bins, saturation, mean_out, count_out, backend);
 }
 
 #ifndef JFJOCH_WITH_CUDA
-void azint_detail::make_map_cuda(const DetectorGeometry&, int64_t, int64_t, const uint8_t*, const AzintSettings&,
-                                 int32_t*, float*) {
+void azint_detail::make_map_cuda(const DetectorGeometry&, int64_t, int64_t, const uint8_t*,
+                                 const AzintSettings&, int32_t*, float*) {
     throw std::runtime_error("azimuthal integration: this build has no CUDA backend");
 }
 template <typename T>
@@ -107,8 +110,8 @@ void azint_detail::accumulate_cuda(const T*, const int32_t*, const float*, int64
 }
 template void azint_detail::accumulate_cuda<int32_t>(const int32_t*, const int32_t*, const float*, int64_t,
                                                      int32_t, double, double*, int64_t*);
-template void azint_detail::accumulate_cuda<float>(const float*, const int32_t*, const float*, int64_t, int32_t,
-                                                   double, double*, int64_t*);
+template void azint_detail::accumulate_cuda<float>(const float*, const int32_t*, const float*, int64_t,
+                                                   int32_t, double, double*, int64_t*);
 #endif
 
 } // namespace jfjoch

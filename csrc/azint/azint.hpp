@@ -18,13 +18,14 @@
 
 namespace jfjoch {
 
-/// Binning and corrections; fixes the per-pixel map. q in 1/Angstrom WITH 2 pi (q = 4 pi sin(theta) / lambda).
+/// Binning and corrections; fixes the per-pixel map. q in 1/Angstrom WITH 2 pi (q = 4 pi sin(theta) /
+/// lambda).
 struct AzintSettings {
-    double q_min = 0.1;                 ///< lower edge of bin 0 (1/A)
-    double q_max = 0.0;                 ///< upper edge of the last bin (1/A); must be > q_min
-    int32_t n_bins = 0;                 ///< number of bins, uniform in q; must be >= 1
-    bool solid_angle = true;            ///< divide by the solid-angle factor cos^3 (1 at normal incidence)
-    bool polarization = true;           ///< divide by the polarisation factor
+    double q_min = 0.1;                  ///< lower edge of bin 0 (1/A)
+    double q_max = 0.0;                  ///< upper edge of the last bin (1/A); must be > q_min
+    int32_t n_bins = 0;                  ///< number of bins, uniform in q; must be >= 1
+    bool solid_angle = true;             ///< divide by the solid-angle factor cos^3 (1 at normal incidence)
+    bool polarization = true;            ///< divide by the polarisation factor
     double polarization_fraction = 0.99; ///< fraction of the beam polarised along lab +x (0.5: unpolarised)
 };
 
@@ -48,10 +49,12 @@ void azint_make_map(const DetectorGeometry& geom, int64_t nx, int64_t ny, const 
 /// mean_out = sum(value * weight) / count (NaN where count == 0), count_out = valid pixels in the bin.
 /// Valid: bin >= 0, value != INT32_MIN (int32) / not NaN (float), value < saturation (saturation <= 0 or
 /// not finite: no saturation test).
-void azint_integrate(const int32_t* image, const int32_t* bin, const float* weight, int64_t npix, int32_t n_bins,
-                     double saturation, double* mean_out, int64_t* count_out, Backend backend = Backend::Auto);
-void azint_integrate(const float* image, const int32_t* bin, const float* weight, int64_t npix, int32_t n_bins,
-                     double saturation, double* mean_out, int64_t* count_out, Backend backend = Backend::Auto);
+void azint_integrate(const int32_t* image, const int32_t* bin, const float* weight, int64_t npix,
+                     int32_t n_bins, double saturation, double* mean_out, int64_t* count_out,
+                     Backend backend = Backend::Auto);
+void azint_integrate(const float* image, const int32_t* bin, const float* weight, int64_t npix,
+                     int32_t n_bins, double saturation, double* mean_out, int64_t* count_out,
+                     Backend backend = Backend::Auto);
 
 /// Backend-specific entry points (azint_cpu.cpp, azint_cuda.cu); use the dispatching functions above.
 /// The accumulate functions ADD into sum (n_bins doubles) and count (n_bins int64), which the caller zeroes.

@@ -52,7 +52,7 @@ void azint_detail::accumulate_cpu(const T* image, const int32_t* bin, const floa
 
 template void azint_detail::accumulate_cpu<int32_t>(const int32_t*, const int32_t*, const float*, int64_t,
                                                     int32_t, double, double*, int64_t*);
-template void azint_detail::accumulate_cpu<float>(const float*, const int32_t*, const float*, int64_t, int32_t,
-                                                  double, double*, int64_t*);
+template void azint_detail::accumulate_cpu<float>(const float*, const int32_t*, const float*, int64_t,
+                                                  int32_t, double, double*, int64_t*);
 
 } // namespace jfjoch

@@ -53,7 +53,7 @@ template <typename T, typename S>
 __global__ void accumulate_kernel(const T* image, const int32_t* bin, const float* weight, int64_t npix,
                                   int32_t n_bins, S sat, bool use_shared, double* sum,
                                   unsigned long long* count) {
-    extern __shared__ unsigned char smem[];
+    extern __shared__ __align__(16) unsigned char smem[];
     double* s_sum = reinterpret_cast<double*>(smem);
     unsigned long long* s_count = reinterpret_cast<unsigned long long*>(s_sum + (use_shared ? n_bins : 0));
     if (use_shared) {
@@ -133,8 +133,8 @@ void azint_detail::accumulate_cuda(const T* image, const int32_t* bin, const flo
     const int64_t blocks_needed = (npix + kBlock - 1) / kBlock;
     const unsigned grid = unsigned(blocks_needed < 1024 ? blocks_needed : 1024);
     const auto sat = saturation_threshold(saturation, image);
-    accumulate_kernel<<<grid, kBlock, shared_bytes, stream.s>>>(d_image.p, d_bin.p, d_weight.p, npix, n_bins, sat,
-                                                                use_shared, d_sum.p, d_count.p);
+    accumulate_kernel<<<grid, kBlock, shared_bytes, stream.s>>>(d_image.p, d_bin.p, d_weight.p, npix, n_bins,
+                                                                sat, use_shared, d_sum.p, d_count.p);
     check(cudaGetLastError(), "kernel launch");
     std::vector<double> h_sum(nb);
     std::vector<unsigned long long> h_count(nb);
@@ -152,7 +152,7 @@ void azint_detail::accumulate_cuda(const T* image, const int32_t* bin, const flo
 
 template void azint_detail::accumulate_cuda<int32_t>(const int32_t*, const int32_t*, const float*, int64_t,
                                                      int32_t, double, double*, int64_t*);
-template void azint_detail::accumulate_cuda<float>(const float*, const int32_t*, const float*, int64_t, int32_t,
-                                                   double, double*, int64_t*);
+template void azint_detail::accumulate_cuda<float>(const float*, const int32_t*, const float*, int64_t,
+                                                   int32_t, double, double*, int64_t*);
 
 } // namespace jfjoch

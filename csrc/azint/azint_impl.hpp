@@ -23,8 +23,9 @@ struct MapParams {
 };
 
 inline MapParams map_params(const AzintSettings& s) {
-    return {s.q_min, double(s.n_bins) / (s.q_max - s.q_min), s.n_bins, s.solid_angle, s.polarization,
-            s.polarization_fraction};
+    return {s.q_min,        double(s.n_bins) / (s.q_max - s.q_min),
+            s.n_bins,       s.solid_angle,
+            s.polarization, s.polarization_fraction};
 }
 
 /// q = 2 pi |s| (1/A) at the centre of pixel (x, y).
@@ -33,7 +34,8 @@ JFJOCH_HD double pixel_q(const DetectorGeometry& g, double x, double y) {
 }
 
 /// Bin index and correction weight of pixel (x, y): bin = floor((q - q_min) * inv_width) when that lies in
-/// [0, n_bins) and the pixel is not masked, else -1; weight = 1 / (solid angle * polarisation) (0 when bin < 0).
+/// [0, n_bins) and the pixel is not masked, else -1; weight = 1 / (solid angle * polarisation) (0 when bin <
+/// 0).
 JFJOCH_HD void pixel_map(const DetectorGeometry& g, const MapParams& p, double x, double y, bool masked,
                          int32_t& bin, float& weight) {
     bin = -1;

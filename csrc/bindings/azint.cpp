@@ -55,8 +55,8 @@ py::tuple make_map(py::object mask, py::ssize_t nx, py::ssize_t ny, py::handle o
 }
 
 template <typename T>
-py::tuple integrate(CArray<T> image, CArray<int32_t> bin, CArray<float> weight, int32_t n_bins, double saturation,
-                    const std::string& backend) {
+py::tuple integrate(CArray<T> image, CArray<int32_t> bin, CArray<float> weight, int32_t n_bins,
+                    double saturation, const std::string& backend) {
     if (image.size() != bin.size() || image.size() != weight.size())
         throw std::invalid_argument("image, bin and weight must have the same number of pixels");
     if (n_bins < 1)
@@ -97,8 +97,8 @@ void add_azint(py::module_& m) {
           py::arg("fast"), py::arg("slow"), py::arg("pixel_mm"), py::arg("wavelength_A"), py::arg("settings"),
           py::arg("backend") = "auto",
           "Per-pixel map: (bin int32 (ny, nx), -1 = not integrated; weight float32 = 1 / corrections).");
-    m.def("azint_integrate", &integrate<int32_t>, py::arg("image").noconvert(), py::arg("bin"), py::arg("weight"),
-          py::arg("n_bins"), py::arg("saturation"), py::arg("backend") = "auto",
+    m.def("azint_integrate", &integrate<int32_t>, py::arg("image").noconvert(), py::arg("bin"),
+          py::arg("weight"), py::arg("n_bins"), py::arg("saturation"), py::arg("backend") = "auto",
           "Integrate an int32 image: (mean corrected intensity (n_bins,), valid pixel count (n_bins,)).");
     m.def("azint_integrate", &integrate<float>, py::arg("image"), py::arg("bin"), py::arg("weight"),
           py::arg("n_bins"), py::arg("saturation"), py::arg("backend") = "auto",

@@ -21,6 +21,8 @@ bin width 0.02 1/Å (``n_bins = ceil((q_max - q_min) / 0.02)``), polarisation fr
 from __future__ import annotations
 
 import math
+import threading
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +47,30 @@ DEFAULT_BIN_WIDTH = float(_core.AZINT_DEFAULT_BIN_WIDTH)
 """Default bin width, 1/Å (with 2π)."""
 
 _INT32_MIN = np.iinfo(np.int32).min
+_BACKENDS = ("auto", "cpu", "cuda")
+_fallback_warned = threading.Event()
+
+
+def _resolve_backend(backend: str) -> str:
+    """Check the backend name; "cuda" without a usable device is a usage error; "auto" in a CUDA build
+    without a device warns once and runs on the CPU."""
+    b = backend.lower()
+    if b not in _BACKENDS:
+        raise UsageError(
+            f"azimuthal integration: backend must be one of {', '.join(_BACKENDS)}, not {backend!r}"
+        )
+    compiled = bool(getattr(_core, "cuda_compiled", False))
+    if b == "cuda" and _core.cuda_device_count() == 0:
+        why = "no CUDA device is present" if compiled else "this build has no CUDA"
+        raise UsageError(f"azimuthal integration: the CUDA backend was requested but {why}")
+    if b == "auto" and compiled and _core.cuda_device_count() == 0 and not _fallback_warned.is_set():
+        _fallback_warned.set()
+        warnings.warn(
+            "jfjoch: no CUDA device found, azimuthal integration runs on the CPU",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return b
 
 
 @dataclass(frozen=True)
@@ -146,7 +172,8 @@ class AzimuthalIntegrator:
             polarization_fraction: fraction polarised along lab +x; default ``experiment.beam``'s.
             solid_angle: apply the solid-angle correction.
             polarization: apply the polarisation correction.
-            backend: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+            backend: ``"auto"`` (CUDA when compiled and a device is present, else the CPU), ``"cpu"`` or
+                ``"cuda"`` (UsageError when no device is usable).
         """
         det = experiment.detector
         geom = experiment.geometry_kwargs()
@@ -174,11 +201,11 @@ class AzimuthalIntegrator:
         )
         self.shape = (det.ny, det.nx)
         self.saturation = float(det.saturation) if det.saturation is not None else 0.0
-        self.backend = backend
+        self.backend = _resolve_backend(backend)
         mask = None if det.mask is None else np.ascontiguousarray(det.mask, dtype=np.uint8)
         try:
             bins, weight = _core.azint_map(
-                mask, det.nx, det.ny, settings=self.settings.to_core(), backend=backend, **geom
+                mask, det.nx, det.ny, settings=self.settings.to_core(), backend=self.backend, **geom
             )
         except ValueError as e:
             raise UsageError(f"azimuthal integration: {e}") from e

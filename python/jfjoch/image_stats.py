@@ -5,7 +5,7 @@ Definitions (defaults in :class:`ImageStatisticsSettings`):
 * ``n_spots``: all spots; ``n_spots_low_resolution``: spots with d > 5 Å; ``n_spots_ice_ring``: spots
   flagged on an ice ring by the spot finder.
 * ``background_estimate`` (photons/pixel): mean corrected intensity of the azimuthal profile over
-  5.0 Å > d > 3.0 Å (q = 1.257 .. 2.094 1/Å, the solvent ring, like Jungfraujoch), leaving out bins whose
+  5.0 Å > d > 3.0 Å (q = 1.257 .. 2.094 1/Å, the solvent ring), leaving out bins whose
   centre lies within 0.04 1/Å of a hexagonal-ice ring. Bins are weighted by their pixel counts when the
   counts are given, so the estimate is exactly the mean of the corrected valid pixels in those bins;
   without counts the bins are weighted equally. NaN when no bin with data falls in the range. When counts
