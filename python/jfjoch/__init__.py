@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .azint import AzimuthalIntegrator, azimuthal_integration
+from .azint import AzimuthalIntegrator, AzimuthalProfile, azimuthal_integration
 from .errors import CorruptFrameError, InputError, JfjochError, ProcessingError, UsageError
 from .experiment import Beam, Crystal, Detector, Experiment, Goniometer
-from .image_stats import ImageStatistics, compute_image_statistics
+from .image_stats import ImageStatistics, SpotArrays, compute_image_statistics
 from .index import IndexResult, index_reciprocal
 from .options import ProcessOptions
 from .pipeline import process
@@ -25,6 +25,7 @@ except PackageNotFoundError:  # running from a source tree
 
 __all__ = [
     "AzimuthalIntegrator",
+    "AzimuthalProfile",
     "Beam",
     "CorruptFrameError",
     "Crystal",
@@ -40,6 +41,7 @@ __all__ = [
     "ProcessOptions",
     "ProcessResult",
     "ProcessingError",
+    "SpotArrays",
     "SpotFinder",
     "SpotFinderSettings",
     "SpotList",
