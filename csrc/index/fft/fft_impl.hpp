@@ -47,7 +47,9 @@ JFJOCH_HD void histogram_direction(const float* s_xyz, int n, Vec3f d, const Fft
 /// |F(k)|^2 from an interleaved (re, im) half spectrum (FFTW fftwf_complex / cuFFT cufftComplex).
 struct SpectrumPower {
     const float* spec;
-    JFJOCH_HD float operator()(int k) const { return spec[2 * k] * spec[2 * k] + spec[2 * k + 1] * spec[2 * k + 1]; }
+    JFJOCH_HD float operator()(int k) const {
+        return spec[2 * k] * spec[2 * k] + spec[2 * k + 1] * spec[2 * k + 1];
+    }
 };
 
 /// |F(k)|^2 by a direct DFT of one histogram (the CUDA fallback when cuFFT is absent).
