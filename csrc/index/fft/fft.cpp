@@ -249,6 +249,10 @@ FftIndexerResult fft_index(const float* s_xyz, size_t n_spots, const FftIndexerS
         0)
         count = refine_and_index(s_xyz, n_spots, basis, st.index_tolerance, st.refine_cycles, hkl_buf.data(),
                                  mask_buf.data());
+    // final cycles on the tight inliers only (|h - round(h)| < tolerance / 2): junk spots that happen to lie
+    // within the tolerance no longer pull the cell
+    refine_and_index(s_xyz, n_spots, basis, 0.5 * st.index_tolerance, st.refine_cycles, hkl_buf.data(),
+                     mask_buf.data());
     reduce_basis(basis); // refinement keeps the lattice; keep the reported basis reduced
     count = index_spots(s_xyz, n_spots, basis, st.index_tolerance, hkl, indexed);
     res.times.refine_s = seconds(t1, clk::now());
