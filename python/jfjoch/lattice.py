@@ -126,12 +126,22 @@ def _centring(P: np.ndarray, C: np.ndarray, ratio: int) -> str | None:
     """Centring letter of conventional basis C over primitive basis P, None when not a standard one."""
     if ratio == 1:
         return "P"
-    F = P @ np.linalg.inv(C)  # primitive vectors in conventional fractional coordinates
-    U = np.array(list(itertools.product(range(-2, 3), repeat=3)))
-    T = np.mod(np.round((U @ F) * 6) / 6, 1.0)
-    T = np.unique(np.round(T * 6).astype(int) % 6, axis=0)
-    ts = {tuple(t) for t in T} - {(0, 0, 0)}
-    if ratio == 2 and len(ts) == 1:
+    # lattice points in the conventional cell, in sixths: closure of the primitive vectors modulo 1
+    F = np.round(P @ np.linalg.inv(C) * 6).astype(int) % 6
+    gens = [tuple(int(x) for x in f) for f in F]
+    pts = {(0, 0, 0)}
+    frontier = [(0, 0, 0)]
+    while frontier and len(pts) <= 4:
+        t0 = frontier.pop()
+        for g in gens:
+            q = ((t0[0] + g[0]) % 6, (t0[1] + g[1]) % 6, (t0[2] + g[2]) % 6)
+            if q not in pts:
+                pts.add(q)
+                frontier.append(q)
+    ts = pts - {(0, 0, 0)}
+    if len(pts) != ratio:
+        return None
+    if ratio == 2:
         return {(3, 3, 0): "C", (3, 3, 3): "I", (0, 3, 3): "A", (3, 0, 3): "B"}.get(next(iter(ts)))
     if ratio == 4 and ts == {(0, 3, 3), (3, 0, 3), (3, 3, 0)}:
         return "F"
