@@ -70,8 +70,10 @@ def index_reciprocal(
 
     ``method``: 'auto' (ffbidx when ``cell`` is given, else fft), 'fft' (CUDA when a device is present,
     otherwise the CPU implementation with one warning), 'fftw' (CPU), 'ffbidx' (known cell, needs ``cell``)
-    or 'none'. With ``space_group`` (number or symbol) the lattice is put in the conventional setting of
-    that group and, when ``cell`` is given, checked against it (> 5 % / 3° off: ``ok=False``); without,
+    or 'none'. ``cell`` is used by 'ffbidx' and, with ``space_group``, to choose and check the setting; the
+    FFT indexer itself ignores it. With ``space_group`` (number or symbol) the lattice is put in the
+    conventional setting of that group and, when ``cell`` is given, checked against it (> 5 % / 3° off:
+    ``ok=False``); without,
     the highest-symmetry Bravais lattice consistent with the refined cell is reported in its conventional
     basis. With ``constrain_cell`` (default) the conventional lattice is then refined with the cell
     constraints of its crystal system (e.g. tP: a = b, right angles) by least squares on the indexed spots.
