@@ -208,6 +208,7 @@ FftIndexerResult fft_index(const float* s_xyz, size_t n_spots, const FftIndexerS
         double volume;
     };
     std::vector<Triple> triples;
+    triples.reserve(size_t(nc) * nc * nc / 6 + 1);
     int best_count = 0;
     for (int i = 0; i < nc; ++i)
         for (int j = i + 1; j < nc; ++j)
@@ -243,18 +244,18 @@ FftIndexerResult fft_index(const float* s_xyz, size_t n_spots, const FftIndexerS
     std::vector<uint8_t> mask_buf(n_spots);
     if (!reduce_basis(basis))
         return res;
-    size_t count = refine_and_index(s_xyz, n_spots, basis, st.index_tolerance, st.refine_cycles,
-                                    hkl_buf.data(), mask_buf.data());
+    refine_and_index(s_xyz, n_spots, basis, st.index_tolerance, st.refine_cycles, hkl_buf.data(),
+                     mask_buf.data());
     if (remove_supercell(s_xyz, n_spots, basis, st.index_tolerance, 0.95, hkl_buf.data(), mask_buf.data()) >
         0)
-        count = refine_and_index(s_xyz, n_spots, basis, st.index_tolerance, st.refine_cycles, hkl_buf.data(),
-                                 mask_buf.data());
+        refine_and_index(s_xyz, n_spots, basis, st.index_tolerance, st.refine_cycles, hkl_buf.data(),
+                         mask_buf.data());
     // final cycles on the tight inliers only (|h - round(h)| < tolerance / 2): junk spots that happen to lie
     // within the tolerance no longer pull the cell
     refine_and_index(s_xyz, n_spots, basis, 0.5 * st.index_tolerance, st.refine_cycles, hkl_buf.data(),
                      mask_buf.data());
     reduce_basis(basis); // refinement keeps the lattice; keep the reported basis reduced
-    count = index_spots(s_xyz, n_spots, basis, st.index_tolerance, hkl, indexed);
+    const size_t count = index_spots(s_xyz, n_spots, basis, st.index_tolerance, hkl, indexed);
     res.times.refine_s = seconds(t1, clk::now());
     res.lattice = basis;
     res.n_indexed = count;
