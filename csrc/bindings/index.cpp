@@ -89,11 +89,12 @@ void add_index(py::module_& m) {
             out["times"] = times;
             return out;
         },
-        py::arg("s"), py::arg("n_directions"), py::arg("min_cell_A"), py::arg("max_cell_A"), py::arg("oversampling"),
-        py::arg("n_candidates"), py::arg("min_candidate_angle_deg"), py::arg("index_tolerance"),
-        py::arg("count_fraction"), py::arg("refine_cycles"), py::arg("min_indexed"),
-        py::arg("min_indexed_fraction"), py::arg("backend"),
-        "FFT indexer on reciprocal vectors s (n,3) 1/A; returns a dict (ok, lattice rows a,b,c A, hkl, indexed, "
+        py::arg("s"), py::arg("n_directions"), py::arg("min_cell_A"), py::arg("max_cell_A"),
+        py::arg("oversampling"), py::arg("n_candidates"), py::arg("min_candidate_angle_deg"),
+        py::arg("index_tolerance"), py::arg("count_fraction"), py::arg("refine_cycles"),
+        py::arg("min_indexed"), py::arg("min_indexed_fraction"), py::arg("backend"),
+        "FFT indexer on reciprocal vectors s (n,3) 1/A; returns a dict (ok, lattice rows a,b,c A, hkl, "
+        "indexed, "
         "n_indexed, backend, times).");
 
     m.def(

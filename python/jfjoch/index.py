@@ -13,7 +13,7 @@ import numpy as np
 
 from .errors import InputError
 from .indexers.fft import FftIndexerSettings, index_fft
-from .lattice import _sg, bravais_lattice, space_group_setting
+from .lattice import _sg, bravais_lattice, constrained_refine, space_group_setting
 
 __all__ = ["METHODS", "IndexResult", "index_reciprocal"]
 
@@ -64,15 +64,20 @@ def index_reciprocal(
     method: str = "auto",
     *,
     fft_settings: FftIndexerSettings | None = None,
+    constrain_cell: bool = True,
 ) -> IndexResult:
     """Index a spot list given as reciprocal vectors ``s`` (n, 3) in 1/Å.
 
     ``method``: 'auto' (ffbidx when ``cell`` is given, else fft), 'fft' (CUDA when a device is present,
     otherwise the CPU implementation with one warning), 'fftw' (CPU), 'ffbidx' (known cell, needs ``cell``)
-    or 'none'. With ``space_group`` (number or symbol) the lattice is put in the conventional setting of
-    that group and, when ``cell`` is given, checked against it (> 5 % / 3° off: ``ok=False``); without,
+    or 'none'. ``cell`` is used by 'ffbidx' and, with ``space_group``, to choose and check the setting; the
+    FFT indexer itself ignores it. With ``space_group`` (number or symbol) the lattice is put in the
+    conventional setting of that group and, when ``cell`` is given, checked against it (> 5 % / 3° off:
+    ``ok=False``); without,
     the highest-symmetry Bravais lattice consistent with the refined cell is reported in its conventional
-    basis. Thread-safe; the kernels release the GIL.
+    basis. With ``constrain_cell`` (default) the conventional lattice is then refined with the cell
+    constraints of its crystal system (e.g. tP: a = b, right angles) by least squares on the indexed spots.
+    ``fft_settings`` tunes the FFT indexer. Thread-safe; the kernels release the GIL.
     """
     s = np.asarray(s, dtype=float)
     if s.ndim != 2 or s.shape[1] != 3:
@@ -123,6 +128,8 @@ def index_reciprocal(
     M = np.round(conv.lattice @ np.linalg.inv(primitive))
     h_prim = np.round(primitive @ s.T).T
     hkl = (h_prim @ M.T).astype(np.int32)
+    if constrain_cell:
+        conv = constrained_refine(s, hkl, prim_indexed, conv)
     return IndexResult(
         lattice=conv.lattice,
         indexed=prim_indexed,

@@ -126,12 +126,22 @@ def _centring(P: np.ndarray, C: np.ndarray, ratio: int) -> str | None:
     """Centring letter of conventional basis C over primitive basis P, None when not a standard one."""
     if ratio == 1:
         return "P"
-    F = P @ np.linalg.inv(C)  # primitive vectors in conventional fractional coordinates
-    U = np.array(list(itertools.product(range(-2, 3), repeat=3)))
-    T = np.mod(np.round((U @ F) * 6) / 6, 1.0)
-    T = np.unique(np.round(T * 6).astype(int) % 6, axis=0)
-    ts = {tuple(t) for t in T} - {(0, 0, 0)}
-    if ratio == 2 and len(ts) == 1:
+    # lattice points in the conventional cell, in sixths: closure of the primitive vectors modulo 1
+    F = np.round(P @ np.linalg.inv(C) * 6).astype(int) % 6
+    gens = [tuple(int(x) for x in f) for f in F]
+    pts = {(0, 0, 0)}
+    frontier = [(0, 0, 0)]
+    while frontier and len(pts) <= 4:
+        t0 = frontier.pop()
+        for g in gens:
+            q = ((t0[0] + g[0]) % 6, (t0[1] + g[1]) % 6, (t0[2] + g[2]) % 6)
+            if q not in pts:
+                pts.add(q)
+                frontier.append(q)
+    ts = pts - {(0, 0, 0)}
+    if len(pts) != ratio:
+        return None
+    if ratio == 2:
         return {(3, 3, 0): "C", (3, 3, 3): "I", (0, 3, 3): "A", (3, 0, 3): "B"}.get(next(iter(ts)))
     if ratio == 4 and ts == {(0, 3, 3), (3, 0, 3), (3, 3, 0)}:
         return "F"
@@ -209,7 +219,7 @@ def _standard_order_key(c: ConventionalCell) -> tuple:
     if c.system == "orthorhombic":
         return (c.ratio, 0 if la <= lb <= lc or (c.centring == "C" and la <= lb) else 1, la + lb + lc)
     if c.system == "monoclinic":
-        return (c.ratio, abs(be - 90.0), la + lc)
+        return (c.ratio, round(abs(be - 90.0), 3), la + lc, 0 if la <= lc else 1)
     return (c.ratio, la + lb + lc)
 
 
@@ -282,3 +292,77 @@ def space_group_setting(
     if rel > length_tol or ang > angle_tol_deg:
         return None, sg
     return best, sg
+
+
+def _basis_from_cell(a, b, c, al, be, ga) -> np.ndarray:
+    """Rows a, b, c (Å) of a cell: a along x, b in the xy plane (angles in degrees)."""
+    al, be, ga = np.radians([al, be, ga])
+    cx = c * np.cos(be)
+    cy = c * (np.cos(al) - np.cos(be) * np.cos(ga)) / np.sin(ga)
+    cz = np.sqrt(c * c - cx * cx - cy * cy)
+    return np.array([[a, 0.0, 0.0], [b * np.cos(ga), b * np.sin(ga), 0.0], [cx, cy, cz]])
+
+
+def _constrained_cell(system: str, p: np.ndarray) -> tuple[float, ...]:
+    if system == "cubic":
+        return (p[0], p[0], p[0], 90.0, 90.0, 90.0)
+    if system == "tetragonal":
+        return (p[0], p[0], p[1], 90.0, 90.0, 90.0)
+    if system in ("hexagonal", "trigonal"):
+        return (p[0], p[0], p[1], 90.0, 90.0, 120.0)
+    if system == "orthorhombic":
+        return (p[0], p[1], p[2], 90.0, 90.0, 90.0)
+    return (p[0], p[1], p[2], 90.0, p[3], 90.0)  # monoclinic, b unique
+
+
+def _free_params(system: str, cell: tuple) -> np.ndarray:
+    a, b, c, _, be, _ = cell
+    if system == "cubic":
+        return np.array([(a + b + c) / 3])
+    if system in ("tetragonal", "hexagonal", "trigonal"):
+        return np.array([(a + b) / 2, c])
+    if system == "orthorhombic":
+        return np.array([a, b, c])
+    return np.array([a, b, c, be])
+
+
+def _rotvec_matrix(w: np.ndarray) -> np.ndarray:
+    th = float(np.linalg.norm(w))
+    if th < 1e-15:
+        return np.eye(3)
+    k = w / th
+    K = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return np.eye(3) + np.sin(th) * K + (1 - np.cos(th)) * K @ K
+
+
+def constrained_refine(
+    s: np.ndarray, hkl: np.ndarray, mask: np.ndarray, conv: ConventionalCell
+) -> ConventionalCell:
+    """Least-squares fit of orientation + the free cell parameters of ``conv.system`` (tetragonal: a = b,
+    right angles; hexagonal: a = b, γ = 120°; ...) to s ≈ A* h over the ``mask`` spots (residuals in 1/Å).
+    ``hkl`` are indices in ``conv.lattice``. Triclinic, or fewer than 6 spots: returned unchanged."""
+    from scipy.optimize import least_squares  # slow import: only when needed
+
+    if conv.system == "triclinic" or int(np.sum(mask)) < 6:
+        return conv
+    s_m = np.asarray(s, float)[mask]
+    h_m = np.asarray(hkl, float)[mask]
+    p0 = _free_params(conv.system, conv.cell)
+    B0 = _basis_from_cell(*_constrained_cell(conv.system, p0))
+    u, _, vt = np.linalg.svd(B0.T @ conv.lattice)  # Procrustes: conv ≈ B0 @ R0.T
+    R0t = u @ vt
+    if np.linalg.det(R0t) < 0:
+        return conv
+
+    def lattice(x: np.ndarray) -> np.ndarray:
+        B = _basis_from_cell(*_constrained_cell(conv.system, x[3:]))
+        return B @ R0t @ _rotvec_matrix(x[:3]).T
+
+    def resid(x: np.ndarray) -> np.ndarray:
+        return (h_m @ np.linalg.inv(lattice(x)).T - s_m).ravel()
+
+    x0 = np.concatenate([np.zeros(3), p0])
+    fit = least_squares(resid, x0, x_scale=np.concatenate([np.full(3, 1e-3), 0.01 * np.abs(p0)]))
+    if not fit.success:
+        return conv
+    return ConventionalCell(lattice(fit.x), conv.system, conv.centring, conv.ratio)

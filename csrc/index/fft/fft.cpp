@@ -17,7 +17,9 @@ namespace jfjoch {
 namespace {
 
 using clk = std::chrono::steady_clock;
-double seconds(clk::time_point a, clk::time_point b) { return std::chrono::duration<double>(b - a).count(); }
+double seconds(clk::time_point a, clk::time_point b) {
+    return std::chrono::duration<double>(b - a).count();
+}
 
 int good_fft_size(int n) {
     for (int m = std::max(n, 16);; ++m) {
@@ -45,7 +47,9 @@ FftLayout make_layout(const FftIndexerSettings& st, double smax) {
     return L;
 }
 
-Vec3d to_d(Vec3f v) { return {v.x, v.y, v.z}; }
+Vec3d to_d(Vec3f v) {
+    return {v.x, v.y, v.z};
+}
 
 /// Refine one real-space vector so that t . s is close to an integer for as many spots as possible:
 /// damped least squares over growing resolution shells. The first shell keeps the rounding error of the
@@ -140,7 +144,8 @@ FftIndexerResult fft_index(const float* s_xyz, size_t n_spots, const FftIndexerS
     auto t0 = clk::now();
     std::vector<int> order(L.n_directions);
     std::iota(order.begin(), order.end(), 0);
-    std::sort(order.begin(), order.end(), [&](int a, int b) { return peaks[a].magnitude > peaks[b].magnitude; });
+    std::sort(order.begin(), order.end(),
+              [&](int a, int b) { return peaks[a].magnitude > peaks[b].magnitude; });
     const double cos_min = std::cos(st.min_candidate_angle_deg * M_PI / 180.0);
     std::vector<Vec3d> dirs;
     std::vector<Candidate> cands;
@@ -192,7 +197,8 @@ FftIndexerResult fft_index(const float* s_xyz, size_t n_spots, const FftIndexerS
         if (!same)
             cands.push_back(std::move(c));
     }
-    std::sort(cands.begin(), cands.end(), [](const Candidate& a, const Candidate& b) { return a.score > b.score; });
+    std::sort(cands.begin(), cands.end(),
+              [](const Candidate& a, const Candidate& b) { return a.score > b.score; });
 
     // 3. Basis: the non-coplanar triple indexing the most spots; among those within count_fraction of the
     // best, the smallest cell (a supercell indexes the same spots).
@@ -202,6 +208,7 @@ FftIndexerResult fft_index(const float* s_xyz, size_t n_spots, const FftIndexerS
         double volume;
     };
     std::vector<Triple> triples;
+    triples.reserve(size_t(nc) * nc * nc / 6 + 1);
     int best_count = 0;
     for (int i = 0; i < nc; ++i)
         for (int j = i + 1; j < nc; ++j)
@@ -237,13 +244,18 @@ FftIndexerResult fft_index(const float* s_xyz, size_t n_spots, const FftIndexerS
     std::vector<uint8_t> mask_buf(n_spots);
     if (!reduce_basis(basis))
         return res;
-    size_t count = refine_and_index(s_xyz, n_spots, basis, st.index_tolerance, st.refine_cycles, hkl_buf.data(),
-                                    mask_buf.data());
-    if (remove_supercell(s_xyz, n_spots, basis, st.index_tolerance, 0.95, hkl_buf.data(), mask_buf.data()) > 0)
-        count = refine_and_index(s_xyz, n_spots, basis, st.index_tolerance, st.refine_cycles, hkl_buf.data(),
-                                 mask_buf.data());
+    refine_and_index(s_xyz, n_spots, basis, st.index_tolerance, st.refine_cycles, hkl_buf.data(),
+                     mask_buf.data());
+    if (remove_supercell(s_xyz, n_spots, basis, st.index_tolerance, 0.95, hkl_buf.data(), mask_buf.data()) >
+        0)
+        refine_and_index(s_xyz, n_spots, basis, st.index_tolerance, st.refine_cycles, hkl_buf.data(),
+                         mask_buf.data());
+    // final cycles on the tight inliers only (|h - round(h)| < tolerance / 2): junk spots that happen to lie
+    // within the tolerance no longer pull the cell
+    refine_and_index(s_xyz, n_spots, basis, 0.5 * st.index_tolerance, st.refine_cycles, hkl_buf.data(),
+                     mask_buf.data());
     reduce_basis(basis); // refinement keeps the lattice; keep the reported basis reduced
-    count = index_spots(s_xyz, n_spots, basis, st.index_tolerance, hkl, indexed);
+    const size_t count = index_spots(s_xyz, n_spots, basis, st.index_tolerance, hkl, indexed);
     res.times.refine_s = seconds(t1, clk::now());
     res.lattice = basis;
     res.n_indexed = count;

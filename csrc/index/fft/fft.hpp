@@ -14,29 +14,29 @@
 namespace jfjoch {
 
 struct FftIndexerSettings {
-    int n_directions = 16384;           ///< directions on the half sphere (Fibonacci spiral)
-    float min_cell_A = 10.0f;           ///< shortest real-space vector considered (Angstrom)
-    float max_cell_A = 250.0f;          ///< longest real-space vector considered (Angstrom)
-    float oversampling = 1.5f;          ///< histogram bins per Nyquist bin of max_cell_A (>= 1)
-    int n_candidates = 30;              ///< candidate vectors kept after non-maximum suppression
+    int n_directions = 16384;             ///< directions on the half sphere (Fibonacci spiral)
+    float min_cell_A = 10.0f;             ///< shortest real-space vector considered (Angstrom)
+    float max_cell_A = 250.0f;            ///< longest real-space vector considered (Angstrom)
+    float oversampling = 1.5f;            ///< histogram bins per Nyquist bin of max_cell_A (>= 1)
+    int n_candidates = 30;                ///< candidate vectors kept after non-maximum suppression
     float min_candidate_angle_deg = 5.0f; ///< candidates closer than this in direction are duplicates
-    float index_tolerance = 0.1f;       ///< spot indexed when every |h - round(h)| < this
-    float count_fraction = 0.95f;       ///< basis: smallest volume among triples indexing >= this x best count
-    int refine_cycles = 4;              ///< least-squares refine / re-index cycles on the final basis
-    int min_indexed = 6;                ///< ok needs at least this many indexed spots ...
-    float min_indexed_fraction = 0.2f;  ///< ... and at least this fraction of the spots
+    float index_tolerance = 0.1f;         ///< spot indexed when every |h - round(h)| < this
+    float count_fraction = 0.95f;      ///< basis: smallest volume among triples indexing >= this x best count
+    int refine_cycles = 4;             ///< least-squares refine / re-index cycles on the final basis
+    int min_indexed = 6;               ///< ok needs at least this many indexed spots ...
+    float min_indexed_fraction = 0.2f; ///< ... and at least this fraction of the spots
 };
 
 struct FftIndexerTimes {
-    double histogram_s = 0; ///< projection + histogram
-    double fft_s = 0;       ///< FFT + per-direction peak pick
+    double histogram_s = 0;  ///< projection + histogram
+    double fft_s = 0;        ///< FFT + per-direction peak pick
     double candidates_s = 0; ///< candidate selection, vector refinement, basis choice
-    double refine_s = 0;    ///< reduction + least-squares refinement of the basis
+    double refine_s = 0;     ///< reduction + least-squares refinement of the basis
 };
 
 struct FftIndexerResult {
     bool ok = false;
-    Mat3d lattice{};      ///< rows a, b, c (Angstrom), reduced, right-handed
+    Mat3d lattice{}; ///< rows a, b, c (Angstrom), reduced, right-handed
     size_t n_indexed = 0;
     Backend backend = Backend::CPU; ///< backend that ran the per-direction work
     FftIndexerTimes times;

@@ -129,7 +129,8 @@ void fft_peaks_cuda(const float* s_xyz, int n, const FftLayout& L, DirectionPeak
     dft_peak_kernel<<<grid, block, 0, w.stream>>>(w.hist, L, w.peaks);
 #endif
     check(cudaGetLastError(), "peak kernel");
-    check(cudaMemcpyAsync(peaks, w.peaks, sizeof(DirectionPeak) * nd, cudaMemcpyDeviceToHost, w.stream), "download");
+    check(cudaMemcpyAsync(peaks, w.peaks, sizeof(DirectionPeak) * nd, cudaMemcpyDeviceToHost, w.stream),
+          "download");
     check(cudaStreamSynchronize(w.stream), "peaks");
     auto t2 = clk::now();
     t_hist += std::chrono::duration<double>(t1 - t0).count();

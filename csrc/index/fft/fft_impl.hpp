@@ -32,22 +32,27 @@ JFJOCH_HD Vec3f fibonacci_direction(int i, int n) {
     return {r * cosf(phi), r * sinf(phi), z};
 }
 
+/// Histogram bin of spot i projected on direction d (clamped to the histogram).
+JFJOCH_HD int projection_bin(const float* s_xyz, int i, Vec3f d, const FftLayout& L) {
+    float p = s_xyz[3 * i] * d.x + s_xyz[3 * i + 1] * d.y + s_xyz[3 * i + 2] * d.z;
+    int b = int((p - L.p_min) * L.inv_bin);
+    return b < 0 ? 0 : (b >= L.n_bins ? L.n_bins - 1 : b);
+}
+
 /// Histogram of the projections s_i . d (n_bins floats, overwritten).
 JFJOCH_HD void histogram_direction(const float* s_xyz, int n, Vec3f d, const FftLayout& L, float* hist) {
     for (int b = 0; b < L.n_bins; ++b)
         hist[b] = 0.0f;
-    for (int i = 0; i < n; ++i) {
-        float p = s_xyz[3 * i] * d.x + s_xyz[3 * i + 1] * d.y + s_xyz[3 * i + 2] * d.z;
-        int b = int((p - L.p_min) * L.inv_bin);
-        b = b < 0 ? 0 : (b >= L.n_bins ? L.n_bins - 1 : b);
-        hist[b] += 1.0f;
-    }
+    for (int i = 0; i < n; ++i)
+        hist[projection_bin(s_xyz, i, d, L)] += 1.0f;
 }
 
 /// |F(k)|^2 from an interleaved (re, im) half spectrum (FFTW fftwf_complex / cuFFT cufftComplex).
 struct SpectrumPower {
     const float* spec;
-    JFJOCH_HD float operator()(int k) const { return spec[2 * k] * spec[2 * k] + spec[2 * k + 1] * spec[2 * k + 1]; }
+    JFJOCH_HD float operator()(int k) const {
+        return spec[2 * k] * spec[2 * k] + spec[2 * k + 1] * spec[2 * k + 1];
+    }
 };
 
 /// |F(k)|^2 by a direct DFT of one histogram (the CUDA fallback when cuFFT is absent).

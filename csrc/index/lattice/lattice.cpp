@@ -9,7 +9,9 @@
 namespace jfjoch {
 namespace {
 
-Vec3d row(const Mat3d& m, int i) { return {m.m[i][0], m.m[i][1], m.m[i][2]}; }
+Vec3d row(const Mat3d& m, int i) {
+    return {m.m[i][0], m.m[i][1], m.m[i][2]};
+}
 void set_row(Mat3d& m, int i, Vec3d v) {
     m.m[i][0] = v.x;
     m.m[i][1] = v.y;
@@ -53,7 +55,8 @@ void pre_reduce(Mat3d& b) {
 }
 
 int idet(const std::array<int, 3>& a, const std::array<int, 3>& b, const std::array<int, 3>& c) {
-    return a[0] * (b[1] * c[2] - b[2] * c[1]) - a[1] * (b[0] * c[2] - b[2] * c[0]) + a[2] * (b[0] * c[1] - b[1] * c[0]);
+    return a[0] * (b[1] * c[2] - b[2] * c[1]) - a[1] * (b[0] * c[2] - b[2] * c[0]) +
+           a[2] * (b[0] * c[1] - b[1] * c[0]);
 }
 
 } // namespace
@@ -220,7 +223,8 @@ int remove_supercell(const float* s_xyz, size_t n, Mat3d& basis, double toleranc
                         size_t good = 0;
                         for (size_t i = 0; i < n; ++i)
                             if (mask[i]) {
-                                long d = long(v0) * hkl[3 * i] + long(v1) * hkl[3 * i + 1] + long(v2) * hkl[3 * i + 2];
+                                long d = long(v0) * hkl[3 * i] + long(v1) * hkl[3 * i + 1] +
+                                         long(v2) * hkl[3 * i + 2];
                                 good += (d % p) == 0;
                             }
                         if (good < min_fraction * double(n_idx))

@@ -30,9 +30,9 @@ size_t refine_and_index(const float* s_xyz, size_t n, Mat3d& basis, double toler
                         int32_t* hkl_scratch, uint8_t* mask_scratch);
 
 /// Supercell removal: when at least min_fraction of the indexed spots satisfy v . h = 0 (mod p) for some
-/// v (p = 2 or 3), the basis is a supercell of the lattice the spots lie on (index p); replace it by the finer
-/// lattice (volume / p), reduce, and repeat. Returns the number of such reductions made.
-/// hkl_scratch (n*3) and mask_scratch (n) are work buffers.
+/// v (p = 2 or 3), the basis is a supercell of the lattice the spots lie on (index p); replace it by the
+/// finer lattice (volume / p), reduce, and repeat. Returns the number of such reductions made. hkl_scratch
+/// (n*3) and mask_scratch (n) are work buffers.
 int remove_supercell(const float* s_xyz, size_t n, Mat3d& basis, double tolerance, double min_fraction,
                      int32_t* hkl_scratch, uint8_t* mask_scratch);
 
