@@ -1,0 +1,276 @@
+// Bitshuffle + LZ4/Zstd chunk codec (CPU only: decoding runs on the host before frames go to any device).
+#include "codec/codec.hpp"
+
+#include <lz4.h>
+#include <zstd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+
+#include "codec/bitshuffle_impl.hpp"
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+namespace jfjoch::codec {
+namespace {
+
+constexpr std::size_t kTargetBlockBytes = 8192;
+constexpr std::size_t kBlockedMult = 8;
+constexpr std::size_t kMinBlock = 128;
+constexpr std::size_t kHeader = 12;
+
+inline std::uint64_t load_u64(const std::uint8_t* p) {
+    std::uint64_t v;
+    std::memcpy(&v, p, 8);
+    return v;
+}
+
+/// scratch[g * 8es + r] = in[r * R + g]: the (8 es) x R byte matrix of bit-rows, transposed.
+void transpose_bitrows(const std::uint8_t* in, std::uint8_t* out, std::size_t rows, std::size_t cols) {
+    // Tiles of 8 rows x 8 columns: 8 loads of 8 bytes, an 8x8 byte transpose in registers, 8 stores.
+    std::size_t r = 0;
+    for (; r + 8 <= rows; r += 8) {
+        std::size_t g = 0;
+        for (; g + 8 <= cols; g += 8) {
+            std::uint64_t x[8];
+            for (int k = 0; k < 8; ++k)
+                x[k] = load_u64(in + (r + k) * cols + g);
+            // 8x8 byte transpose: swap 4x4 blocks, then 2x2, then 1x1.
+            for (int k = 0; k < 4; ++k) {
+                std::uint64_t a = x[k], b = x[k + 4];
+                x[k] = (a & 0x00000000FFFFFFFFULL) | (b << 32);
+                x[k + 4] = (a >> 32) | (b & 0xFFFFFFFF00000000ULL);
+            }
+            for (int k : {0, 1, 4, 5}) {
+                std::uint64_t a = x[k], b = x[k + 2];
+                x[k] = (a & 0x0000FFFF0000FFFFULL) | ((b & 0x0000FFFF0000FFFFULL) << 16);
+                x[k + 2] = ((a >> 16) & 0x0000FFFF0000FFFFULL) | (b & 0xFFFF0000FFFF0000ULL);
+            }
+            for (int k : {0, 2, 4, 6}) {
+                std::uint64_t a = x[k], b = x[k + 1];
+                x[k] = (a & 0x00FF00FF00FF00FFULL) | ((b & 0x00FF00FF00FF00FFULL) << 8);
+                x[k + 1] = ((a >> 8) & 0x00FF00FF00FF00FFULL) | (b & 0xFF00FF00FF00FF00ULL);
+            }
+            for (int k = 0; k < 8; ++k)
+                std::memcpy(out + (g + k) * rows + r, &x[k], 8);
+        }
+        for (; g < cols; ++g)
+            for (int k = 0; k < 8; ++k)
+                out[g * rows + r + k] = in[(r + k) * cols + g];
+    }
+    for (; r < rows; ++r)
+        for (std::size_t g = 0; g < cols; ++g)
+            out[g * rows + r] = in[r * cols + g];
+}
+
+} // namespace
+
+std::size_t default_block_size(std::size_t elem_size) {
+    std::size_t bs = kTargetBlockBytes / elem_size;
+    bs = (bs / kBlockedMult) * kBlockedMult;
+    return bs > kMinBlock ? bs : kMinBlock;
+}
+
+void bitshuffle_block(const std::uint8_t* in, std::uint8_t* out, std::size_t n_elem, std::size_t es) {
+    const std::size_t R = n_elem / 8; // bytes per bit-row
+    for (std::size_t g = 0; g < R; ++g) {
+        const std::uint8_t* src = in + g * 8 * es;
+        for (std::size_t j = 0; j < es; ++j) {
+            std::uint64_t x = 0;
+            for (int b = 0; b < 8; ++b)
+                x |= std::uint64_t(src[b * es + j]) << (8 * b);
+            x = transpose_bits_8x8(x);
+            for (int k = 0; k < 8; ++k)
+                out[(j * 8 + k) * R + g] = std::uint8_t(x >> (8 * k));
+        }
+    }
+}
+
+void bitunshuffle_block(const std::uint8_t* in, std::uint8_t* out, std::uint8_t* scratch, std::size_t n_elem,
+                        std::size_t es) {
+    const std::size_t R = n_elem / 8;
+    const std::size_t rows = 8 * es;
+    // Phase 1: gather, for every group of 8 elements, its 8*es bit-row bytes contiguously.
+    transpose_bitrows(in, scratch, rows, R);
+    // Phase 2: per group, 8x8 bit transposes back to element bytes.
+#if defined(__SSE2__)
+    if (es % 2 == 0) {
+        for (std::size_t g = 0; g < R; ++g) {
+            const std::uint8_t* src = scratch + g * rows;
+            std::uint8_t* dst = out + g * 8 * es;
+            for (std::size_t jj = 0; jj < rows; jj += 16) {
+                __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + jj));
+                for (int kk = 0; kk < 8; ++kk) {
+                    const std::uint16_t bt = std::uint16_t(_mm_movemask_epi8(v));
+                    v = _mm_slli_epi16(v, 1);
+                    std::memcpy(dst + (7 - kk) * es + jj / 8, &bt, 2);
+                }
+            }
+        }
+        return;
+    }
+#endif
+    for (std::size_t g = 0; g < R; ++g) {
+        const std::uint8_t* src = scratch + g * rows;
+        std::uint8_t* dst = out + g * 8 * es;
+        for (std::size_t j = 0; j < es; ++j) {
+            const std::uint64_t y = transpose_bits_8x8(load_u64(src + j * 8));
+            for (int b = 0; b < 8; ++b)
+                dst[b * es + j] = std::uint8_t(y >> (8 * b));
+        }
+    }
+}
+
+std::uint64_t chunk_uncompressed_size(const std::uint8_t* in, std::size_t in_size) {
+    if (in_size < kHeader)
+        throw CorruptChunk("bitshuffle chunk shorter than its 12-byte header (" + std::to_string(in_size) +
+                           " bytes)");
+    return read_be64(in);
+}
+
+void bitshuffle_decompress(const std::uint8_t* in, std::size_t in_size, std::uint8_t* out, std::size_t out_size,
+                           std::size_t es, Compression compression) {
+    if (es == 0 || out_size % es != 0)
+        throw std::invalid_argument("output size is not a multiple of the element size");
+    if (compression != Compression::LZ4 && compression != Compression::Zstd)
+        throw std::invalid_argument("unknown bitshuffle compression mode");
+    const std::uint64_t total = chunk_uncompressed_size(in, in_size);
+    if (total != out_size)
+        throw CorruptChunk("bitshuffle chunk holds " + std::to_string(total) + " bytes, expected " +
+                           std::to_string(out_size));
+    const std::uint32_t bs_bytes = read_be32(in + 8);
+    std::size_t bs;
+    if (bs_bytes == 0) {
+        bs = default_block_size(es);
+    } else {
+        if (bs_bytes % es != 0 || (bs_bytes / es) % kBlockedMult != 0)
+            throw CorruptChunk("bitshuffle chunk has an invalid block size of " + std::to_string(bs_bytes) +
+                               " bytes");
+        bs = bs_bytes / es;
+    }
+    const std::size_t n = out_size / es;
+    const std::size_t n_full = n / bs;
+    std::size_t last = n % bs;
+    const std::size_t leftover_bytes = (last % kBlockedMult) * es;
+    last -= last % kBlockedMult;
+
+    std::unique_ptr<std::uint8_t[]> buf(new std::uint8_t[2 * bs * es]);
+    std::uint8_t* tmp = buf.get();
+    std::uint8_t* scratch = tmp + bs * es;
+    std::unique_ptr<ZSTD_DCtx, decltype(&ZSTD_freeDCtx)> dctx(nullptr, &ZSTD_freeDCtx);
+    if (compression == Compression::Zstd) {
+        dctx.reset(ZSTD_createDCtx());
+        if (!dctx)
+            throw std::bad_alloc();
+    }
+
+    std::size_t pos = kHeader;
+    std::uint8_t* dst = out;
+    auto do_block = [&](std::size_t n_elem, std::size_t index) {
+        const std::size_t nbytes = n_elem * es;
+        if (in_size - pos < 4)
+            throw CorruptChunk("bitshuffle chunk truncated before block " + std::to_string(index));
+        const std::uint32_t csize = read_be32(in + pos);
+        pos += 4;
+        if (csize > in_size - pos)
+            throw CorruptChunk("bitshuffle block " + std::to_string(index) + " claims " + std::to_string(csize) +
+                               " bytes, only " + std::to_string(in_size - pos) + " left");
+        if (compression == Compression::LZ4) {
+            const int got = LZ4_decompress_safe(reinterpret_cast<const char*>(in + pos), reinterpret_cast<char*>(tmp),
+                                                int(csize), int(nbytes));
+            if (got != int(nbytes))
+                throw CorruptChunk("LZ4 error in bitshuffle block " + std::to_string(index));
+        } else {
+            const std::size_t got = ZSTD_decompressDCtx(dctx.get(), tmp, nbytes, in + pos, csize);
+            if (ZSTD_isError(got) || got != nbytes)
+                throw CorruptChunk("Zstd error in bitshuffle block " + std::to_string(index) +
+                                   (ZSTD_isError(got) ? std::string(": ") + ZSTD_getErrorName(got) : ""));
+        }
+        pos += csize;
+        bitunshuffle_block(tmp, dst, scratch, n_elem, es);
+        dst += nbytes;
+    };
+    for (std::size_t b = 0; b < n_full; ++b)
+        do_block(bs, b);
+    if (last)
+        do_block(last, n_full);
+    if (leftover_bytes) {
+        if (in_size - pos < leftover_bytes)
+            throw CorruptChunk("bitshuffle chunk truncated in its trailing uncompressed bytes");
+        std::memcpy(dst, in + pos, leftover_bytes);
+    }
+}
+
+std::size_t bitshuffle_compress_bound(std::size_t n_elem, std::size_t es, const EncodeSettings& s) {
+    const std::size_t bs = s.block_size ? s.block_size : default_block_size(es);
+    const std::size_t n_blocks = n_elem / bs + 1;
+    const std::size_t per_block = s.compression == Compression::LZ4 ? std::size_t(LZ4_compressBound(int(bs * es)))
+                                                                    : ZSTD_compressBound(bs * es);
+    return kHeader + n_blocks * (4 + per_block) + kBlockedMult * es;
+}
+
+std::size_t bitshuffle_compress(const std::uint8_t* in, std::size_t n_elem, std::size_t es, std::uint8_t* out,
+                                std::size_t out_cap, const EncodeSettings& s) {
+    if (es == 0)
+        throw std::invalid_argument("element size must be positive");
+    const std::size_t bs = s.block_size ? s.block_size : default_block_size(es);
+    if (bs % kBlockedMult != 0)
+        throw std::invalid_argument("block size must be a multiple of 8 elements");
+    if (bs * es > 0x7FFFFFFF)
+        throw std::invalid_argument("block size too large");
+    if (out_cap < bitshuffle_compress_bound(n_elem, es, s))
+        throw std::invalid_argument("output buffer smaller than bitshuffle_compress_bound");
+    write_be64(out, std::uint64_t(n_elem) * es);
+    write_be32(out + 8, std::uint32_t(bs * es));
+
+    std::unique_ptr<std::uint8_t[]> tmp(new std::uint8_t[bs * es]);
+    std::unique_ptr<ZSTD_CCtx, decltype(&ZSTD_freeCCtx)> cctx(nullptr, &ZSTD_freeCCtx);
+    if (s.compression == Compression::Zstd) {
+        cctx.reset(ZSTD_createCCtx());
+        if (!cctx)
+            throw std::bad_alloc();
+    }
+    std::size_t pos = kHeader;
+    const std::uint8_t* src = in;
+    auto do_block = [&](std::size_t n) {
+        const std::size_t nbytes = n * es;
+        bitshuffle_block(src, tmp.get(), n, es);
+        std::size_t csize;
+        if (s.compression == Compression::LZ4) {
+            const int cap = int(std::min<std::size_t>(out_cap - pos - 4, 0x7FFFFFFF));
+            const int c = s.level > 1 ? LZ4_compress_fast(reinterpret_cast<const char*>(tmp.get()),
+                                                          reinterpret_cast<char*>(out + pos + 4), int(nbytes), cap,
+                                                          s.level)
+                                      : LZ4_compress_default(reinterpret_cast<const char*>(tmp.get()),
+                                                             reinterpret_cast<char*>(out + pos + 4), int(nbytes), cap);
+            if (c <= 0)
+                throw std::runtime_error("LZ4 compression failed");
+            csize = std::size_t(c);
+        } else {
+            csize = ZSTD_compressCCtx(cctx.get(), out + pos + 4, out_cap - pos - 4, tmp.get(), nbytes,
+                                      s.level ? s.level : ZSTD_CLEVEL_DEFAULT);
+            if (ZSTD_isError(csize))
+                throw std::runtime_error(std::string("Zstd compression failed: ") + ZSTD_getErrorName(csize));
+        }
+        write_be32(out + pos, std::uint32_t(csize));
+        pos += 4 + csize;
+        src += nbytes;
+    };
+    for (std::size_t b = 0; b < n_elem / bs; ++b)
+        do_block(bs);
+    std::size_t last = n_elem % bs;
+    const std::size_t leftover_bytes = (last % kBlockedMult) * es;
+    last -= last % kBlockedMult;
+    if (last)
+        do_block(last);
+    if (leftover_bytes) {
+        std::memcpy(out + pos, src, leftover_bytes);
+        pos += leftover_bytes;
+    }
+    return pos;
+}
+
+} // namespace jfjoch::codec
