@@ -239,7 +239,9 @@ def _find_segments(f: h5py.File) -> list[_Segment]:
         return [_segment(dset, 0, dset.shape[0], 0)]
     keys = sorted(k for k in data if k.startswith("data_") and k[5:].isdigit())
     if not keys:
-        raise MissingFieldError(f"{f.filename}: no NXmx image data (/entry/data/data or /entry/data/data_NNNNNN)")
+        raise MissingFieldError(
+            f"{f.filename}: no NXmx image data (/entry/data/data or /entry/data/data_NNNNNN)"
+        )
     segs, pos = [], 0
     for k in keys:
         try:
@@ -257,8 +259,12 @@ def _find_segments(f: h5py.File) -> list[_Segment]:
 
 # ------------------------------------------------------------------------------------------- geometry
 def _read_experiment(f: h5py.File, ny: int, nx: int, dtype: np.dtype) -> Experiment:
-    wl = _require(f, ("/entry/instrument/beam/incident_wavelength", "/entry/instrument/monochromator/wavelength",
-                      "/entry/instrument/beam/wavelength"), "incident_wavelength")  # fmt: skip
+    wl_paths = (
+        "/entry/instrument/beam/incident_wavelength",
+        "/entry/instrument/monochromator/wavelength",
+        "/entry/instrument/beam/wavelength",
+    )
+    wl = _require(f, wl_paths, "incident_wavelength")
     wavelength = _wavelength_A(wl)
     px = _require(f, (f"{_DET}/x_pixel_size",), "x_pixel_size")
     pixel_mm = float(np.ravel(_length_mm(px, "m"))[0])
@@ -269,7 +275,8 @@ def _read_experiment(f: h5py.File, ny: int, nx: int, dtype: np.dtype) -> Experim
     distance_mm = float(np.ravel(_length_mm(dist, "m"))[0])
     bx = float(np.ravel(_require(f, (f"{_DET}/beam_center_x",), "beam_center_x")[()])[0])
     by = float(np.ravel(_require(f, (f"{_DET}/beam_center_y",), "beam_center_y")[()])[0])
-    for name, ds in (("beam_center_x", f[f"{_DET}/beam_center_x"]), ("beam_center_y", f[f"{_DET}/beam_center_y"])):
+    for name in ("beam_center_x", "beam_center_y"):
+        ds = f[f"{_DET}/{name}"]
         u = (_units(ds) or "pixel").lower()
         if u not in ("pixel", "pixels", "px"):
             # a beam centre given as a length: convert to pixels
@@ -291,7 +298,9 @@ def _read_experiment(f: h5py.File, ny: int, nx: int, dtype: np.dtype) -> Experim
         if m.shape != (ny, nx):
             raise InputError(f"{f.filename}: pixel_mask has shape {m.shape}, images are {(ny, nx)}")
         mask = m != 0
-    sat_ds = _first(f, (f"{_DET}/saturation_value", f"{_DET}/detectorSpecific/countrate_correction_count_cutoff"))
+    sat_ds = _first(
+        f, (f"{_DET}/saturation_value", f"{_DET}/detectorSpecific/countrate_correction_count_cutoff")
+    )
     saturation = default_saturation(dtype)
     if sat_ds is not None:
         saturation = int(min(int(np.ravel(sat_ds[()])[0]), saturation))
@@ -315,8 +324,12 @@ def _goniometer(f: h5py.File) -> Goniometer | None:
     angles = _angle_deg(om)
     if np.unique(angles).size < 2:
         return None
-    inc_ds = _first(f, (f"{om.parent.name}/omega_increment_set", "/entry/sample/goniometer/omega_increment_set",
-                        "/entry/sample/goniometer/omega_range_average"))  # fmt: skip
+    inc_paths = (
+        f"{om.parent.name}/omega_increment_set",
+        "/entry/sample/goniometer/omega_increment_set",
+        "/entry/sample/goniometer/omega_range_average",
+    )
+    inc_ds = _first(f, inc_paths)
     increment = float(_angle_deg(inc_ds)[0]) if inc_ds is not None else float(angles[1] - angles[0])
     axis = _vector_attr(om, (1.0, 0.0, 0.0))
     return Goniometer(axis=axis, start_deg=float(angles[0]), increment_deg=increment)
