@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import h5py
 import hdf5plugin
 import numpy as np
@@ -36,7 +38,8 @@ def _hdf5plugin_chunk(tmp_path, a: np.ndarray, cname: str, nelems: int = 0) -> b
 def _hdf5plugin_decode(tmp_path, chunk: bytes, shape, dtype, cname: str) -> np.ndarray:
     """Write our chunk with write_direct_chunk into a Bitshuffle dataset and read it back through h5py."""
     with h5py.File(tmp_path / "dec.h5", "w") as f:
-        d = f.create_dataset("d", shape=shape, dtype=dtype, chunks=shape, **hdf5plugin.Bitshuffle(cname=cname))
+        filt = hdf5plugin.Bitshuffle(cname=cname)
+        d = f.create_dataset("d", shape=shape, dtype=dtype, chunks=shape, **filt)
         d.id.write_direct_chunk((0,) * len(shape), chunk)
         return d[()]
 
@@ -79,7 +82,7 @@ def test_encode_read_by_hdf5plugin(tmp_path, cname, dtype):
 
 def test_2d_frame_and_modes(tmp_path):
     a = _frame(300 * 257, np.int32, 7).reshape(300, 257)
-    for mode, cname in ((2, "lz4"), (3, "zstd")):
+    for mode in (2, 3):
         chunk = _core.bitshuffle_compress(a, mode, level=5)
         out = np.empty_like(a)
         _core.bitshuffle_decompress(chunk, out, mode)
@@ -127,10 +130,8 @@ def test_corrupt_chunks_raise():
             b = bytearray(good)
             for p in rng.integers(0, len(b), 4):
                 b[p] = rng.integers(0, 256)
-            try:
+            with contextlib.suppress(_core.CorruptChunkError):
                 _core.bitshuffle_decompress(bytes(b), out, cname)
-            except _core.CorruptChunkError:
-                pass
 
 
 def test_bad_arguments():

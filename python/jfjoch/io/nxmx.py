@@ -186,6 +186,13 @@ def _segment(dset: h5py.Dataset, first: int, count: int, offset: int) -> _Segmen
     return _Segment(dset, first, count, offset, _raw_codec(dset))
 
 
+def _select_bounds(space: h5py.h5s.SpaceID, shape: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
+    """(start, end) corners of a selection; 'all' selections cover the whole extent (shape)."""
+    if space.get_select_type() == h5py.h5s.SEL_ALL:
+        return tuple(0 for _ in shape), tuple(n - 1 for n in shape)
+    return space.get_select_bounds()
+
+
 def _vds_segments(master: h5py.File, vds: h5py.Dataset) -> list[_Segment] | None:
     """Resolve a VDS into its source datasets (None when it cannot be mapped image by image)."""
     base = Path(master.filename).parent
@@ -193,13 +200,12 @@ def _vds_segments(master: h5py.File, vds: h5py.Dataset) -> list[_Segment] | None
     files: dict[str, h5py.File] = {}
     try:
         for vs in vds.virtual_sources():
-            (v0, *vrest), (v1, *_) = vs.vspace.get_select_bounds()
+            (v0, *vrest), (v1, *_) = _select_bounds(vs.vspace, vds.shape)
             src_name = master.filename if vs.file_name == "." else str(base / vs.file_name)
             if src_name not in files:
                 files[src_name] = master if vs.file_name == "." else h5py.File(src_name, "r")
             src = files[src_name][vs.dset_name]
-            sb = vs.src_space.get_select_bounds()
-            (s0, *srest), (s1, *_) = sb
+            (s0, *srest), (s1, *_) = _select_bounds(vs.src_space, src.shape)
             if list(vrest) != [0, 0] or list(srest) != [0, 0] or (v1 - v0) != (s1 - s0):
                 return None
             if src.ndim != 3 or src.shape[1:] != vds.shape[1:]:
