@@ -66,6 +66,61 @@ void transpose_bitrows(const std::uint8_t* in, std::uint8_t* out, std::size_t ro
             out[g * rows + r] = in[r * cols + g];
 }
 
+
+#if defined(__SSE2__)
+/// 8 rows x 16 columns of bytes (row stride ld) -> v[p] = columns 2p and 2p+1, 8 bytes (rows 0..7) each.
+inline void transpose_8x16(const std::uint8_t* in, std::size_t ld, __m128i v[8]) {
+    __m128i r[8], t[8], u[8];
+    for (int k = 0; k < 8; ++k)
+        r[k] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(in + k * ld));
+    for (int k = 0; k < 4; ++k) {
+        t[2 * k] = _mm_unpacklo_epi8(r[2 * k], r[2 * k + 1]);
+        t[2 * k + 1] = _mm_unpackhi_epi8(r[2 * k], r[2 * k + 1]);
+    }
+    u[0] = _mm_unpacklo_epi16(t[0], t[2]);
+    u[1] = _mm_unpackhi_epi16(t[0], t[2]);
+    u[2] = _mm_unpacklo_epi16(t[1], t[3]);
+    u[3] = _mm_unpackhi_epi16(t[1], t[3]);
+    u[4] = _mm_unpacklo_epi16(t[4], t[6]);
+    u[5] = _mm_unpackhi_epi16(t[4], t[6]);
+    u[6] = _mm_unpacklo_epi16(t[5], t[7]);
+    u[7] = _mm_unpackhi_epi16(t[5], t[7]);
+    for (int k = 0; k < 4; ++k) {
+        v[2 * k] = _mm_unpacklo_epi32(u[k], u[k + 4]);
+        v[2 * k + 1] = _mm_unpackhi_epi32(u[k], u[k + 4]);
+    }
+}
+
+/// 16 bytes = byte j0 (bytes 0..7) and byte j0+1 (bytes 8..15) bit-rows of a group of 8 elements ->
+/// those two bytes of each of the 8 elements (dst = the group's first element + j0).
+inline void store_bits_16(__m128i v, std::uint8_t* dst, std::size_t es) {
+    for (int kk = 0; kk < 8; ++kk) {
+        const std::uint16_t bt = std::uint16_t(_mm_movemask_epi8(v));
+        v = _mm_slli_epi16(v, 1);
+        std::memcpy(dst + (7 - kk) * es, &bt, 2);
+    }
+}
+
+/// Fused un-bitshuffle for even element sizes and n_elem a multiple of 128: no scratch pass.
+void bitunshuffle_sse2(const std::uint8_t* in, std::uint8_t* out, std::size_t n_elem, std::size_t es) {
+    const std::size_t R = n_elem / 8;
+    for (std::size_t j0 = 0; j0 < es; j0 += 2) {
+        const std::uint8_t* rows_a = in + (j0 * 8) * R;
+        const std::uint8_t* rows_b = rows_a + 8 * R;
+        for (std::size_t g = 0; g < R; g += 16) {
+            __m128i va[8], vb[8];
+            transpose_8x16(rows_a + g, R, va);
+            transpose_8x16(rows_b + g, R, vb);
+            std::uint8_t* dst = out + 8 * g * es + j0;
+            for (int p = 0; p < 8; ++p) {
+                store_bits_16(_mm_unpacklo_epi64(va[p], vb[p]), dst + 16 * p * es, es);
+                store_bits_16(_mm_unpackhi_epi64(va[p], vb[p]), dst + (16 * p + 8) * es, es);
+            }
+        }
+    }
+}
+#endif
+
 } // namespace
 
 std::size_t default_block_size(std::size_t elem_size) {
@@ -93,6 +148,12 @@ void bitunshuffle_block(const std::uint8_t* in, std::uint8_t* out, std::uint8_t*
                         std::size_t es) {
     const std::size_t R = n_elem / 8;
     const std::size_t rows = 8 * es;
+#if defined(__SSE2__)
+    if (es % 2 == 0 && n_elem % 128 == 0) {
+        bitunshuffle_sse2(in, out, n_elem, es);
+        return;
+    }
+#endif
     // Phase 1: gather, for every group of 8 elements, its 8*es bit-row bytes contiguously.
     transpose_bitrows(in, scratch, rows, R);
     // Phase 2: per group, 8x8 bit transposes back to element bytes.
