@@ -13,7 +13,7 @@ from jfjoch import _core
 
 from .conftest import shared
 
-DTYPES = [np.uint8, np.int16, np.uint16, np.int32, np.uint32]
+DTYPES = [np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64]
 # sizes: below one 8-element group, leftovers, not multiples of the block size, several blocks
 SIZES = [1, 7, 8, 9, 127, 1000, 2048, 2055, 4099, 8197, 70001]
 
@@ -56,9 +56,11 @@ def test_decode_hdf5plugin_chunks(tmp_path, cname, dtype):
 
 
 @pytest.mark.parametrize("cname", ["lz4", "zstd"])
-def test_non_default_block_size(tmp_path, cname):
-    a = _frame(10_000 + 5, np.int32, 3)
-    for nelems in (128, 256, 1024, 4096):
+@pytest.mark.parametrize("dtype", [np.int16, np.int32, np.int64])
+def test_non_default_block_size(tmp_path, cname, dtype):
+    # 128-element blocks take the SSE2 path, multiples of 256 the AVX2 one (when the CPU has it)
+    a = _frame(10_000 + 5, dtype, 3)
+    for nelems in (128, 256, 384, 1024, 4096):
         chunk = _hdf5plugin_chunk(tmp_path, a, cname, nelems)
         out = np.empty_like(a)
         _core.bitshuffle_decompress(chunk, out, cname)

@@ -11,7 +11,7 @@
 #include "codec/bitshuffle_impl.hpp"
 
 #if defined(__SSE2__)
-#include <emmintrin.h>
+#include <immintrin.h>
 #endif
 
 namespace jfjoch::codec {
@@ -119,6 +119,106 @@ void bitunshuffle_sse2(const std::uint8_t* in, std::uint8_t* out, std::size_t n_
         }
     }
 }
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define JFJOCH_CODEC_AVX2 1
+/// AVX2 version of transpose_8x16, per 128-bit lane: lane 0 = columns 0..15, lane 1 = columns 16..31.
+__attribute__((target("avx2"))) inline void transpose_8x32(const std::uint8_t* in, std::size_t ld,
+                                                           __m256i v[8]) {
+    __m256i r[8], t[8], u[8];
+    for (int k = 0; k < 8; ++k)
+        r[k] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(in + k * ld));
+    for (int k = 0; k < 4; ++k) {
+        t[2 * k] = _mm256_unpacklo_epi8(r[2 * k], r[2 * k + 1]);
+        t[2 * k + 1] = _mm256_unpackhi_epi8(r[2 * k], r[2 * k + 1]);
+    }
+    u[0] = _mm256_unpacklo_epi16(t[0], t[2]);
+    u[1] = _mm256_unpackhi_epi16(t[0], t[2]);
+    u[2] = _mm256_unpacklo_epi16(t[1], t[3]);
+    u[3] = _mm256_unpackhi_epi16(t[1], t[3]);
+    u[4] = _mm256_unpacklo_epi16(t[4], t[6]);
+    u[5] = _mm256_unpackhi_epi16(t[4], t[6]);
+    u[6] = _mm256_unpacklo_epi16(t[5], t[7]);
+    u[7] = _mm256_unpackhi_epi16(t[5], t[7]);
+    for (int k = 0; k < 4; ++k) {
+        v[2 * k] = _mm256_unpacklo_epi32(u[k], u[k + 4]);
+        v[2 * k + 1] = _mm256_unpackhi_epi32(u[k], u[k + 4]);
+    }
+}
+
+/// 4-byte elements: all four bytes of 8 elements from two 256-bit bit-row pairs; one 4-byte store each.
+/// ab: bytes 0,1 of the groups in lane 0 (d0) and lane 1 (d1); cd: bytes 2,3 of the same groups.
+__attribute__((target("avx2"))) inline void store_bits_es4(__m256i ab, __m256i cd, std::uint8_t* d0,
+                                                           std::uint8_t* d1) {
+    for (int kk = 0; kk < 8; ++kk) {
+        const std::uint32_t m_ab = std::uint32_t(_mm256_movemask_epi8(ab));
+        const std::uint32_t m_cd = std::uint32_t(_mm256_movemask_epi8(cd));
+        ab = _mm256_slli_epi16(ab, 1);
+        cd = _mm256_slli_epi16(cd, 1);
+        const std::uint32_t e0 = (m_ab & 0xFFFFu) | (m_cd << 16);
+        const std::uint32_t e1 = (m_ab >> 16) | (m_cd & 0xFFFF0000u);
+        std::memcpy(d0 + (7 - kk) * 4, &e0, 4);
+        std::memcpy(d1 + (7 - kk) * 4, &e1, 4);
+    }
+}
+
+/// Even element sizes: two bytes of 8 elements per lane and movemask.
+__attribute__((target("avx2"))) inline void store_bits_2x16(__m256i v, std::uint8_t* d0, std::uint8_t* d1,
+                                                            std::size_t es) {
+    for (int kk = 0; kk < 8; ++kk) {
+        const std::uint32_t m = std::uint32_t(_mm256_movemask_epi8(v));
+        v = _mm256_slli_epi16(v, 1);
+        const std::uint16_t lo = std::uint16_t(m), hi = std::uint16_t(m >> 16);
+        std::memcpy(d0 + (7 - kk) * es, &lo, 2);
+        std::memcpy(d1 + (7 - kk) * es, &hi, 2);
+    }
+}
+
+/// Fused un-bitshuffle with AVX2, even element sizes, n_elem a multiple of 256.
+__attribute__((target("avx2"))) void bitunshuffle_avx2(const std::uint8_t* in, std::uint8_t* out,
+                                                       std::size_t n_elem, std::size_t es) {
+    const std::size_t R = n_elem / 8;
+    if (es == 4) {
+        for (std::size_t g = 0; g < R; g += 32) {
+            __m256i va[8], vb[8], vc[8], vd[8];
+            transpose_8x32(in + g, R, va);
+            transpose_8x32(in + 8 * R + g, R, vb);
+            transpose_8x32(in + 16 * R + g, R, vc);
+            transpose_8x32(in + 24 * R + g, R, vd);
+            std::uint8_t* dst = out + 8 * g * 4;
+            for (int p = 0; p < 8; ++p) {
+                std::uint8_t* c0 = dst + 8 * (2 * p) * 4;      // column 2p (lane 0)
+                std::uint8_t* c1 = dst + 8 * (16 + 2 * p) * 4; // column 16 + 2p (lane 1)
+                store_bits_es4(_mm256_unpacklo_epi64(va[p], vb[p]), _mm256_unpacklo_epi64(vc[p], vd[p]), c0, c1);
+                store_bits_es4(_mm256_unpackhi_epi64(va[p], vb[p]), _mm256_unpackhi_epi64(vc[p], vd[p]), c0 + 32,
+                               c1 + 32);
+            }
+        }
+        return;
+    }
+    for (std::size_t j0 = 0; j0 < es; j0 += 2) {
+        const std::uint8_t* rows_a = in + (j0 * 8) * R;
+        const std::uint8_t* rows_b = rows_a + 8 * R;
+        for (std::size_t g = 0; g < R; g += 32) {
+            __m256i va[8], vb[8];
+            transpose_8x32(rows_a + g, R, va);
+            transpose_8x32(rows_b + g, R, vb);
+            std::uint8_t* dst = out + 8 * g * es + j0;
+            for (int p = 0; p < 8; ++p) {
+                std::uint8_t* c0 = dst + 8 * (2 * p) * es;
+                std::uint8_t* c1 = dst + 8 * (16 + 2 * p) * es;
+                store_bits_2x16(_mm256_unpacklo_epi64(va[p], vb[p]), c0, c1, es);
+                store_bits_2x16(_mm256_unpackhi_epi64(va[p], vb[p]), c0 + 8 * es, c1 + 8 * es, es);
+            }
+        }
+    }
+}
+
+bool cpu_has_avx2() {
+    static const bool has = __builtin_cpu_supports("avx2");
+    return has;
+}
+#endif
 #endif
 
 } // namespace
@@ -149,6 +249,12 @@ void bitunshuffle_block(const std::uint8_t* in, std::uint8_t* out, std::uint8_t*
     const std::size_t R = n_elem / 8;
     const std::size_t rows = 8 * es;
 #if defined(__SSE2__)
+#if defined(JFJOCH_CODEC_AVX2)
+    if (es % 2 == 0 && n_elem % 256 == 0 && cpu_has_avx2()) {
+        bitunshuffle_avx2(in, out, n_elem, es);
+        return;
+    }
+#endif
     if (es % 2 == 0 && n_elem % 128 == 0) {
         bitunshuffle_sse2(in, out, n_elem, es);
         return;
