@@ -102,24 +102,36 @@ def main() -> None:
 
         with open_master(path) as ds:
             assert np.array_equal(ds.read_image(n - 1), frames[n - 1])
-            r_rd = rate(lambda: [ds.read_raw(i) for i in range(n)], n, args.repeat)
+            r_rd = rate(lambda: [ds.read_image(i) for i in range(n)], n, args.repeat)
             with ThreadPoolExecutor(2) as pool:
-                r_rd_2 = rate(lambda: list(pool.map(ds.read_raw, range(n))), n, args.repeat)
+                r_rd_2 = rate(lambda: list(pool.map(ds.read_image, range(n))), n, args.repeat)
+            bufs = [np.empty((NY, NX), np.int32) for _ in range(2)]
+
+            def read_into(k=0, idx=range(n)):
+                for i in idx:
+                    ds.read_image(i, out=bufs[k])
+
+            r_ro = rate(read_into, n, args.repeat)
+            with ThreadPoolExecutor(2) as pool:
+                r_ro_2 = rate(lambda: list(pool.map(read_into, (0, 1), halves)), n, args.repeat)
 
     print(f"{n} frames {NX} x {NY} int32 ({frames.nbytes / n / 1e6:.1f} MB each), LZ4 ratio {ratio:.1f}")
-    print(f"{'path':48s} {'GB/s':>7s} {'vs h5py':>8s}")
+    print(f"{'path':52s} {'GB/s':>7s} {'vs h5py':>8s}")
     rows = [
         ("h5py + hdf5plugin, dset.read_direct, 1 thread", r_h5),
         ("h5py + hdf5plugin, dset[i], 2 threads", r_h5_2),
         ("jfjoch _core.bitshuffle_decompress, 1 thread", r_dec),
         ("jfjoch _core.bitshuffle_decompress, 2 threads", r_dec_2),
-        ("jfjoch NXmxDataset.read_raw (file+decode), 1 thr", r_rd),
-        ("jfjoch NXmxDataset.read_raw (file+decode), 2 thr", r_rd_2),
+        ("jfjoch NXmxDataset.read_image (new array), 1 thr", r_rd),
+        ("jfjoch NXmxDataset.read_image (new array), 2 thr", r_rd_2),
+        ("jfjoch NXmxDataset.read_image(out=buf), 1 thr", r_ro),
+        ("jfjoch NXmxDataset.read_image(out=buf), 2 thr", r_ro_2),
     ]
     for name, r in rows:
-        print(f"{name:48s} {r:7.2f} {r / r_h5:7.2f}x")
+        print(f"{name:52s} {r:7.2f} {r / r_h5:7.2f}x")
     print(
-        f"2-thread scaling: decode {r_dec_2 / r_dec:.2f}x, read_raw {r_rd_2 / r_rd:.2f}x, "
+        f"2-thread scaling: decode {r_dec_2 / r_dec:.2f}x, read_image {r_rd_2 / r_rd:.2f}x, "
+        f"read_image(out) {r_ro_2 / r_ro:.2f}x, "
         f"h5py {r_h5_2 / r_h5:.2f}x"
     )
 

@@ -339,3 +339,16 @@ def test_corrupt_chunk_only_that_image(tmp_path, codec):
             ds.read_image(2)
         for i in (0, 1, 3):
             np.testing.assert_array_equal(ds.read_image(i), frames[i])
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int16])
+@pytest.mark.parametrize("codec", ["lz4", "gzip"])
+def test_read_into_buffer(tmp_path, dtype, codec):
+    frames = _frames(3, dtype, seed=8)
+    with open_master(make_master(tmp_path, frames, "single", codec)) as ds:
+        buf = np.full((NY, NX), -7, np.int32)
+        got = ds.read_image(2, out=buf)
+        assert got is buf
+        np.testing.assert_array_equal(buf, frames[2].astype(np.int32))
+        with pytest.raises(ValueError):
+            ds.read_image(0, out=np.empty((NY, NX), np.int64))

@@ -126,6 +126,8 @@ def default_saturation(dtype: np.dtype) -> int:
 def to_int32(frame: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Convert a raw frame to int32 following the reader's rule (docs/io.md).
 
+    An int32 frame is returned as is (no copy) unless ``out`` is given.
+
     * signed types: the type's minimum (INT16_MIN, INT32_MIN, ...) marks an error/invalid pixel -> INT32_MIN;
       other values are kept (so INT16_MAX = 32767 stays >= the int16 saturation level);
     * unsigned types: the type's maximum (0xFFFF, 0xFFFFFFFF) marks an error/invalid pixel -> INT32_MIN;
@@ -133,6 +135,8 @@ def to_int32(frame: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """
     a = np.asarray(frame)
     dt = a.dtype
+    if dt == np.int32 and out is None:
+        return a  # nothing to convert: no copy
     if out is None:
         out = np.empty(a.shape, np.int32)
     if dt == np.int32:
@@ -421,16 +425,20 @@ class NXmxDataset:
                 return s, s.offset + (int(i) - s.first)
         raise ImageIndexError(f"image index {i} out of range [0, {self.n_images})")  # pragma: no cover
 
-    def read_raw(self, i: int) -> np.ndarray:
-        """Image i in its stored pixel type, shape (ny, nx)."""
+    def read_raw(self, i: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Image i in its stored pixel type, shape (ny, nx); decoded into ``out`` when given (same dtype)."""
         seg, k = self._locate(i)
+        if out is not None and (out.shape != (self.ny, self.nx) or out.dtype != seg.dset.dtype
+                                or not out.flags.c_contiguous):  # fmt: skip
+            raise ValueError(f"out must be a C-contiguous {seg.dset.dtype} array of shape {out.shape}")
         if seg.codec is not None:
             with self._lock:
                 try:
                     mask, chunk = seg.dset.id.read_direct_chunk((k, 0, 0))
                 except (OSError, KeyError, ValueError) as e:
                     raise CorruptFrameError(f"image {i}: cannot read its chunk ({e})") from e
-            out = np.empty((self.ny, self.nx), seg.dset.dtype)
+            if out is None:
+                out = np.empty((self.ny, self.nx), seg.dset.dtype)
             if mask & 1:  # the filter was skipped for this chunk: stored as is
                 if len(chunk) != out.nbytes:
                     raise CorruptFrameError(f"image {i}: unfiltered chunk has {len(chunk)} bytes")
@@ -443,13 +451,23 @@ class NXmxDataset:
             return out
         with self._lock:
             try:
-                return np.asarray(seg.dset[k])
+                if out is None:
+                    return np.asarray(seg.dset[k])
+                seg.dset.read_direct(out, np.s_[k])
+                return out
             except (OSError, ValueError) as e:
                 raise CorruptFrameError(f"image {i}: cannot decode ({e})") from e
 
-    def read_image(self, i: int) -> np.ndarray:
-        """Image i as int32 (ny, nx): invalid/error pixels INT32_MIN, saturated >= detector.saturation."""
-        return to_int32(self.read_raw(i))
+    def read_image(self, i: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Image i as int32 (ny, nx): invalid/error pixels INT32_MIN, saturated >= detector.saturation.
+
+        ``out``: optional C-contiguous int32 (ny, nx) buffer to fill (saves a 4 bytes/pixel allocation).
+        """
+        if out is not None and (out.dtype != np.int32 or out.shape != (self.ny, self.nx)):
+            raise ValueError(f"out must be an int32 array of shape {(self.ny, self.nx)}")
+        if self.dtype == np.int32:
+            return self.read_raw(i, out)
+        return to_int32(self.read_raw(i), out)
 
     def stored_spots(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """Spots stored in the master (CXI /entry/MX/nPeaks...): (x, y, intensity) in pixels, or None."""
