@@ -352,3 +352,31 @@ def test_read_into_buffer(tmp_path, dtype, codec):
         np.testing.assert_array_equal(buf, frames[2].astype(np.int32))
         with pytest.raises(ValueError):
             ds.read_image(0, out=np.empty((NY, NX), np.int64))
+
+
+def test_vds_missing_source(tmp_path):
+    master = make_master(tmp_path, _frames(5), "vds", "lz4")
+    (tmp_path / "test_data_000002.h5").unlink()
+    with pytest.raises(InputError, match="missing"):
+        open_master(master)
+
+
+def test_vds_partial_images_falls_back_to_h5py(tmp_path):
+    """A VDS assembled from image halves cannot be decoded chunk by chunk: h5py reads it."""
+    frames = _frames(3, seed=9)
+    half = NX // 2
+    master = tmp_path / "halves_master.h5"
+    with h5py.File(master, "w") as f:
+        _write_geometry(f)
+        lay = h5py.VirtualLayout(shape=frames.shape, dtype=frames.dtype)
+        for k, sl in enumerate((np.s_[:, :, :half], np.s_[:, :, half:])):
+            name = f"half_{k}.h5"
+            with h5py.File(tmp_path / name, "w") as g:
+                part = np.ascontiguousarray(frames[sl])
+                g.create_dataset("d", data=part, chunks=(1, NY, half), **hdf5plugin.Bitshuffle(cname="lz4"))
+            lay[sl] = h5py.VirtualSource(name, "d", part.shape)
+        f.create_virtual_dataset("/entry/data/data", lay)
+    with open_master(master) as ds:
+        assert ds._segments[0].codec is None
+        for i in range(3):
+            np.testing.assert_array_equal(ds.read_image(i), frames[i])

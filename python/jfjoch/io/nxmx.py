@@ -206,6 +206,8 @@ def _vds_segments(master: h5py.File, vds: h5py.Dataset) -> list[_Segment] | None
         for vs in vds.virtual_sources():
             (v0, *vrest), (v1, *_) = _select_bounds(vs.vspace, vds.shape)
             src_name = master.filename if vs.file_name == "." else str(base / vs.file_name)
+            if not Path(src_name).exists():
+                raise InputError(f"{master.filename}: VDS source file '{vs.file_name}' is missing")
             if src_name not in files:
                 files[src_name] = master if vs.file_name == "." else h5py.File(src_name, "r")
             src = files[src_name][vs.dset_name]
