@@ -120,6 +120,7 @@ def test_corrupt_chunks_raise():
             b"\x00" * 8 + good[8:],  # wrong total size
             good[:8] + b"\x00\x00\x00\x07" + good[12:],  # block size not a multiple of 8 elements
             good[:12] + b"\xff\xff\xff\xff" + good[16:],  # block size beyond the chunk
+            good[:8] + b"\xff\xff\xff\xe0" + good[12:],  # absurd block size (4 GB)
             good[:16] + bytes(64) + good[80:],  # garbage compressed data
         ]
         for bad in bad_cases:

@@ -324,9 +324,11 @@ void bitshuffle_decompress(const std::uint8_t* in, std::size_t in_size, std::uin
     const std::size_t leftover_bytes = (last % kBlockedMult) * es;
     last -= last % kBlockedMult;
 
-    std::unique_ptr<std::uint8_t[]> buf(new std::uint8_t[2 * bs * es]);
+    // scratch for one block; never more than the frame, whatever the header claims
+    const std::size_t block_bytes = std::min(bs, n + kBlockedMult) * es;
+    std::unique_ptr<std::uint8_t[]> buf(new std::uint8_t[2 * block_bytes]);
     std::uint8_t* tmp = buf.get();
-    std::uint8_t* scratch = tmp + bs * es;
+    std::uint8_t* scratch = tmp + block_bytes;
     std::unique_ptr<ZSTD_DCtx, decltype(&ZSTD_freeDCtx)> dctx(nullptr, &ZSTD_freeDCtx);
     if (compression == Compression::Zstd) {
         dctx.reset(ZSTD_createDCtx());
