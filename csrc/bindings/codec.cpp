@@ -2,8 +2,8 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <memory>
 #include <string>
-#include <vector>
 
 #include "codec/codec.hpp"
 
@@ -67,14 +67,15 @@ void add_codec(py::module_& m) {
             const auto* src = static_cast<const std::uint8_t*>(arr.data());
             const std::size_t n = std::size_t(arr.size());
             const std::size_t es = std::size_t(arr.itemsize());
-            std::vector<std::uint8_t> out;
+            std::unique_ptr<std::uint8_t[]> out;
             std::size_t used;
             {
                 py::gil_scoped_release release;
-                out.resize(jfjoch::codec::bitshuffle_compress_bound(n, es, s));
-                used = jfjoch::codec::bitshuffle_compress(src, n, es, out.data(), out.size(), s);
+                const std::size_t cap = jfjoch::codec::bitshuffle_compress_bound(n, es, s);
+                out.reset(new std::uint8_t[cap]); // not zero-filled
+                used = jfjoch::codec::bitshuffle_compress(src, n, es, out.get(), cap, s);
             }
-            return py::bytes(reinterpret_cast<const char*>(out.data()), used);
+            return py::bytes(reinterpret_cast<const char*>(out.get()), used);
         },
         py::arg("arr"), py::arg("codec") = "lz4", py::arg("level") = 0, py::arg("block_size") = 0,
         "Encode a C-contiguous array as one bitshuffle chunk (HDF5 filter 32008 format, for write_direct_chunk). "

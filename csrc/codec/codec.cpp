@@ -229,8 +229,43 @@ std::size_t default_block_size(std::size_t elem_size) {
     return bs > kMinBlock ? bs : kMinBlock;
 }
 
-void bitshuffle_block(const std::uint8_t* in, std::uint8_t* out, std::size_t n_elem, std::size_t es) {
+void bitshuffle_block(const std::uint8_t* in, std::uint8_t* out, std::uint8_t* scratch, std::size_t n_elem,
+                      std::size_t es) {
     const std::size_t R = n_elem / 8; // bytes per bit-row
+#if defined(__SSE2__)
+    if (n_elem % 16 == 0) {
+        // 1: byte planes, scratch[j * n + i] = byte j of element i
+        if (es == 4) {
+            for (std::size_t i = 0; i < n_elem; ++i) {
+                std::uint32_t v;
+                std::memcpy(&v, in + 4 * i, 4);
+                scratch[i] = std::uint8_t(v);
+                scratch[n_elem + i] = std::uint8_t(v >> 8);
+                scratch[2 * n_elem + i] = std::uint8_t(v >> 16);
+                scratch[3 * n_elem + i] = std::uint8_t(v >> 24);
+            }
+        } else {
+            for (std::size_t i = 0; i < n_elem; ++i)
+                for (std::size_t j = 0; j < es; ++j)
+                    scratch[j * n_elem + i] = in[i * es + j];
+        }
+        // 2: per plane and 16 elements, movemask yields 2 bytes of each of the plane's 8 bit-rows
+        for (std::size_t j = 0; j < es; ++j) {
+            const std::uint8_t* plane = scratch + j * n_elem;
+            std::uint8_t* rows = out + j * 8 * R;
+            for (std::size_t q = 0; q < n_elem / 16; ++q) {
+                __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(plane + 16 * q));
+                for (int kk = 0; kk < 8; ++kk) {
+                    const std::uint16_t m = std::uint16_t(_mm_movemask_epi8(x));
+                    x = _mm_slli_epi16(x, 1);
+                    std::memcpy(rows + (7 - kk) * R + 2 * q, &m, 2);
+                }
+            }
+        }
+        return;
+    }
+#endif
+    (void)scratch;
     for (std::size_t g = 0; g < R; ++g) {
         const std::uint8_t* src = in + g * 8 * es;
         for (std::size_t j = 0; j < es; ++j) {
@@ -395,7 +430,9 @@ std::size_t bitshuffle_compress(const std::uint8_t* in, std::size_t n_elem, std:
     write_be64(out, std::uint64_t(n_elem) * es);
     write_be32(out + 8, std::uint32_t(bs * es));
 
-    std::unique_ptr<std::uint8_t[]> tmp(new std::uint8_t[bs * es]);
+    const std::size_t block_bytes = std::min(bs, n_elem + kBlockedMult) * es;
+    std::unique_ptr<std::uint8_t[]> tmp(new std::uint8_t[2 * block_bytes]);
+    std::uint8_t* scratch = tmp.get() + block_bytes;
     std::unique_ptr<ZSTD_CCtx, decltype(&ZSTD_freeCCtx)> cctx(nullptr, &ZSTD_freeCCtx);
     if (s.compression == Compression::Zstd) {
         cctx.reset(ZSTD_createCCtx());
@@ -406,7 +443,7 @@ std::size_t bitshuffle_compress(const std::uint8_t* in, std::size_t n_elem, std:
     const std::uint8_t* src = in;
     auto do_block = [&](std::size_t n) {
         const std::size_t nbytes = n * es;
-        bitshuffle_block(src, tmp.get(), n, es);
+        bitshuffle_block(src, tmp.get(), scratch, n, es);
         std::size_t csize;
         if (s.compression == Compression::LZ4) {
             const int cap = int(std::min<std::size_t>(out_cap - pos - 4, 0x7FFFFFFF));

@@ -51,8 +51,9 @@ std::size_t bitshuffle_compress_bound(std::size_t n_elem, std::size_t elem_size,
 std::size_t bitshuffle_compress(const std::uint8_t* in, std::size_t n_elem, std::size_t elem_size,
                                 std::uint8_t* out, std::size_t out_cap, const EncodeSettings& s);
 
-/// Bit transpositions of one block (n_elem a multiple of 8). Exposed for tests and reuse.
-void bitshuffle_block(const std::uint8_t* in, std::uint8_t* out, std::size_t n_elem, std::size_t elem_size);
+/// Bit transpositions of one block (n_elem a multiple of 8); scratch holds n_elem * elem_size bytes.
+void bitshuffle_block(const std::uint8_t* in, std::uint8_t* out, std::uint8_t* scratch, std::size_t n_elem,
+                      std::size_t elem_size);
 /// Inverse of bitshuffle_block; scratch must hold n_elem * elem_size bytes.
 void bitunshuffle_block(const std::uint8_t* in, std::uint8_t* out, std::uint8_t* scratch, std::size_t n_elem,
                         std::size_t elem_size);
