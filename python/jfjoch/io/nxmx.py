@@ -432,7 +432,7 @@ class NXmxDataset:
         seg, k = self._locate(i)
         if out is not None and (out.shape != (self.ny, self.nx) or out.dtype != seg.dset.dtype
                                 or not out.flags.c_contiguous):  # fmt: skip
-            raise ValueError(f"out must be a C-contiguous {seg.dset.dtype} array of shape {out.shape}")
+            raise ValueError(f"out must be C-contiguous {seg.dset.dtype} of shape {(self.ny, self.nx)}")
         if seg.codec is not None:
             with self._lock:
                 try:
@@ -467,7 +467,8 @@ class NXmxDataset:
         """
         if out is not None and (out.dtype != np.int32 or out.shape != (self.ny, self.nx)):
             raise ValueError(f"out must be an int32 array of shape {(self.ny, self.nx)}")
-        if self.dtype == np.int32:
+        seg, _ = self._locate(i)
+        if seg.dset.dtype == np.int32:
             return self.read_raw(i, out)
         return to_int32(self.read_raw(i), out)
 
