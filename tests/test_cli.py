@@ -111,7 +111,7 @@ def test_image_range_and_stride(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("args", "code", "words"),
     [
-        (["/nonexistent/master.h5"], 2, "no such file"),
+        (["/nonexistent/master.h5"], 2, "not found"),
         (["{master}", "-N", "0"], 2, "--threads"),
         (["{master}", "-N", "abc"], 2, "threads"),
         (["{master}", "-s", "40"], 2, "out of range"),
@@ -161,13 +161,12 @@ def test_console_script_exit_code(tmp_path):
 
 
 def test_corrupt_image_is_counted_and_run_continues(tmp_path, capsys):
-    from .test_nxmx import write_master
+    from .test_nxmx import make_master
 
     rng = np.random.default_rng(2)
-    frames = rng.poisson(0.5, (5, 64, 96)).astype(np.int32)
-    frames[:, 20:23, 30:33] = 200  # one spot per image
-    p = tmp_path / "c_master.h5"
-    write_master(p, frames)
+    frames = rng.poisson(0.5, (5, 40, 48)).astype(np.int32)
+    frames[:, 10:13, 30:33] = 200  # one spot per image
+    p = make_master(tmp_path, frames)
     with h5py.File(p, "a") as f:
         ds = f["entry/data/data"]
         _, raw = ds.id.read_direct_chunk((1, 0, 0))
