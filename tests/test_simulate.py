@@ -1,0 +1,376 @@
+"""Tests of the in-house simulator against the shared truth helpers, gemmi and the nanoBragg data."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import gemmi
+import h5py
+import hdf5plugin  # noqa: F401  (registers the bitshuffle filter)
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from scipy import ndimage
+
+from jfjoch.cli.simulate import main as cli_main
+from jfjoch.errors import UsageError
+from jfjoch.simulate import (
+    JF_GAP_Y,
+    SimulationSettings,
+    Simulator,
+    _asu_keys,
+    detector_layout,
+    model_intensities,
+    p1_indices,
+    render_spots,
+    simulate_dataset,
+    space_group_of,
+)
+
+from .conftest import SHARED_CHECKS, shared
+
+HEWL_CELL = (79.344, 79.344, 37.81, 90.0, 90.0, 90.0)
+
+
+def _truth_module():
+    path = SHARED_CHECKS / "truth.py"
+    if not path.exists():
+        pytest.skip("shared checks not found")
+    spec = importlib.util.spec_from_file_location("shared_truth", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _frames(master) -> np.ndarray:
+    with h5py.File(master, "r") as f:
+        return f["/entry/data/data_000001"][()]
+
+
+# --------------------------------------------------------------------------------------------------
+# Layout, symmetry, rendering
+# --------------------------------------------------------------------------------------------------
+def test_jungfrau_layouts():
+    four = detector_layout("4M")
+    assert (four.nx, four.ny) == (2068, 2164)
+    assert len(four.modules) == 8
+    gaps = four.gap_mask()
+    assert gaps.sum() == 2068 * 2164 - 8 * 1030 * 514
+    assert gaps[514:550, :].all() and not gaps[513, :1030].any() and not gaps[550, :1030].any()
+    assert gaps[:, 1030:1038].all() and not gaps[:514, 1029].any() and not gaps[:514, 1038].any()
+    one = detector_layout("1M")
+    assert (one.nx, one.ny) == (1030, 1064)
+    assert one.gap_mask().sum() == 1030 * JF_GAP_Y
+    assert detector_layout((64, 32)).gap_mask().sum() == 0
+    with pytest.raises(UsageError):
+        detector_layout("2M")
+
+
+def test_asu_keys_match_gemmi_asu():
+    sg = space_group_of("P 43 21 2")
+    hkl = p1_indices(HEWL_CELL, sg, 4.0, 50.0)
+    keys = _asu_keys(hkl, sg)
+    asu = gemmi.ReciprocalAsu(sg)
+    ops = sg.operations()
+    rng = np.random.default_rng(1)
+    gem = np.array([asu.to_asu(list(map(int, h)), ops)[0] for h in hkl[rng.choice(len(hkl), 400)]])
+    sub = keys[rng.choice(len(hkl), 400)]
+    assert sub.size == 400
+    # same orbit <=> same gemmi ASU index, checked on the sample
+    gk = {tuple(g) for g in gem}
+    idx = rng.choice(len(hkl), 400)
+    g2 = np.array([asu.to_asu(list(map(int, h)), ops)[0] for h in hkl[idx]])
+    same_gemmi = (g2[:, None, :] == g2[None, :, :]).all(-1)
+    same_ours = keys[idx][:, None] == keys[idx][None, :]
+    assert np.array_equal(same_gemmi, same_ours)
+    assert len(gk) > 100
+    # systematic absences (P 43 21 2: h00 with h odd, 00l with l != 4n) removed
+    assert not np.any((hkl[:, 1] == 0) & (hkl[:, 2] == 0) & (hkl[:, 0] % 2 == 1))
+    assert not np.any((hkl[:, 0] == 0) & (hkl[:, 1] == 0) & (hkl[:, 2] % 4 != 0))
+
+
+def test_wilson_intensities_symmetry_consistent():
+    sim = Simulator(SimulationSettings(detector=(64, 64), mode="stills", n_images=1, d_min_A=3.0))
+    hkl, ph = sim.reflections.hkl, sim.reflections.photons
+    keys = _asu_keys(hkl, sim.sg)
+    order = np.argsort(keys)
+    k, v = keys[order], ph[order]
+    same = k[1:] == k[:-1]
+    assert same.sum() > 1000
+    np.testing.assert_array_equal(v[1:][same], v[:-1][same])
+    # Wilson: acentric exponential -> <I^2>/<I>^2 ~ 2 in a thin shell (per-ASU values)
+    d = 1 / np.linalg.norm(hkl @ sim.A0[0].T, axis=1)
+    first = np.r_[True, k[1:] != k[:-1]]
+    shell = (d[order] > 3.2) & (d[order] < 4.0) & first
+    i = v[shell]
+    assert 1.6 < np.mean(i**2) / np.mean(i) ** 2 < 2.4
+
+
+def test_render_spots_conserves_photons_and_centroid():
+    img = np.zeros((40, 50), np.float32)
+    xy = np.array([[20.3, 15.7], [33.0, 25.45]])
+    render_spots(img, xy, np.array([1000.0, 500.0]), 0.8)
+    assert img.sum() == pytest.approx(1500.0, rel=1e-4)
+    for (x, y), tot in zip(xy, (1000.0, 500.0), strict=True):
+        sub = img[int(y) - 5 : int(y) + 6, int(x) - 5 : int(x) + 6]
+        yy, xx = np.mgrid[int(y) - 5 : int(y) + 6, int(x) - 5 : int(x) + 6]
+        assert sub.sum() == pytest.approx(tot, rel=1e-3)
+        assert (sub * xx).sum() / sub.sum() == pytest.approx(x, abs=1e-3)
+        assert (sub * yy).sum() / sub.sum() == pytest.approx(y, abs=1e-3)
+
+
+def test_model_intensities_match_mtz():
+    pdb = shared("hewl_model", "HEWL_refined.pdb")
+    mtz = shared("hewl_rot1", "truth.mtz")
+    sg = space_group_of(96)
+    hkl = p1_indices(HEWL_CELL, sg, 3.0, 30.0)
+    from_pdb = model_intensities(pdb, hkl, sg, 3.0)
+    from_mtz = model_intensities(mtz, hkl, sg, 3.0)
+    ok = (from_pdb > 0) & (from_mtz > 0)
+    assert ok.mean() > 0.95
+    cc = np.corrcoef(from_pdb[ok], from_mtz[ok])[0, 1]
+    assert cc > 0.9
+
+
+# --------------------------------------------------------------------------------------------------
+# Files, truth, determinism
+# --------------------------------------------------------------------------------------------------
+def _centroid_errors(T, t, frames, image, min_photons, share=0.5):
+    """Distances (px) between truth.py predictions and 5x5 centroids of strong, mostly-recorded spots."""
+    pa = t["partials"]
+    rows = pa[(pa[:, 0] == image) & (pa[:, 4] > min_photons)]
+    if t["mode"] == "rotation":  # keep reflections this frame records most of
+        tot = {}
+        for r in pa:
+            key = tuple(r[1:4])
+            tot[key] = tot.get(key, 0.0) + r[4]
+        rows = rows[[r[4] >= share * tot[tuple(r[1:4])] for r in rows]]
+    x, y = T.predict(t, image, rows[:, 1:4])
+    img = frames[image].astype(float)
+    ny, nx = img.shape
+    errs = []
+    gy, gx = np.mgrid[-2:3, -2:3]
+    for xx, yy in zip(x, y, strict=True):
+        ix, iy = round(xx), round(yy)
+        if not (2 <= ix < nx - 2 and 2 <= iy < ny - 2):
+            continue
+        sub = img[iy - 2 : iy + 3, ix - 2 : ix + 3]
+        errs.append(np.hypot((sub * gx).sum() / sub.sum() + ix - xx, (sub * gy).sum() / sub.sum() + iy - yy))
+    return np.array(errs)
+
+
+@pytest.mark.parametrize("mode", ["rotation", "stills"])
+def test_truth_predictions_land_on_spots(tmp_path, mode):
+    T = _truth_module()
+    paths = simulate_dataset(
+        tmp_path / "sim",
+        detector=(400, 380),
+        mode=mode,
+        n_images=3,
+        distance_mm=50.0,
+        beam_center_px=(190.4, 201.7),
+        noise=False,
+        background=0.0,
+        water_ring=0.0,
+        n_hot_pixels=0,
+        seed=3,
+    )
+    t = T.load(str(tmp_path))
+    assert t["mode"] == mode and len(t["images"]) == 3
+    frames = _frames(paths.master)
+    n = 0
+    for i in range(3):
+        e = _centroid_errors(T, t, frames, i, 300.0)
+        n += e.size
+        assert np.median(e) < 0.05
+        assert np.mean(e < 0.5) > 0.95  # the rest: overlaps with neighbours
+    assert n > 50
+
+
+def test_file_layout_reads_back(tmp_path):
+    paths = simulate_dataset(
+        tmp_path / "jf", detector="1M", mode="rotation", n_images=2, distance_mm=120.0, omega_start_deg=10.0,
+        omega_width_deg=0.25, beam_center_px=(515.5, 530.25), wavelength_A=0.9, seed=1,
+    )  # fmt: skip
+    assert paths.master.name == "jf_master.h5" and paths.data.name == "jf_data_000001.h5"
+    assert not list(tmp_path.glob("*.tmp*"))
+    with h5py.File(paths.master, "r") as f:
+        link = f["/entry/data"].get("data_000001", getlink=True)
+        assert isinstance(link, h5py.ExternalLink) and link.filename == "jf_data_000001.h5"
+        d = f["/entry/data/data_000001"]
+        assert d.shape == (2, 1064, 1030) and d.dtype == np.int32 and d.chunks == (1, 1064, 1030)
+        assert "32008" in d._filters
+        det = f["/entry/instrument/detector"]
+        assert det["beam_center_x"][()] == 515.5 and det["beam_center_y"][()] == 530.25
+        assert det["detector_distance"][()] == pytest.approx(0.12)
+        assert det["x_pixel_size"][()] == pytest.approx(75e-6)
+        assert f["/entry/instrument/beam/incident_wavelength"][()] == pytest.approx(0.9)
+        mask = det["detectorSpecific/pixel_mask"][()]
+        assert mask.shape == (1064, 1030)
+        assert (mask[514:550] == 1).all() and (mask == 256).sum() == 6
+        assert np.array_equal(det["detector_module/fast_pixel_direction"].attrs["vector"], [1, 0, 0])
+        om = f["/entry/sample/transformations/omega"]
+        np.testing.assert_allclose(om[()], [10.0, 10.25])
+        np.testing.assert_allclose(om.attrs["vector"], [1, 0, 0])
+        np.testing.assert_allclose(f["/entry/sample/unit_cell"][()], HEWL_CELL)
+        assert f["/entry/sample/space_group"][()].decode() == "P43212"
+        img = d[1]
+    assert (img[mask == 1] == 0).all() and (img[mask == 256] == 32766).all()
+    assert img[mask == 0].mean() > 0.3  # background photons
+    t = json.loads(paths.truth.read_text())
+    shared_keys = set(json.loads(shared("hewl_rot1", "truth.json").read_text()))
+    assert set(t) == shared_keys
+    assert t["image_size_px"] == [1030, 1064] and t["beam_center_px"] == [515.5, 530.25]
+    im = t["images"][1]
+    assert im["omega_start_deg"] == 10.25 and im["omega_width_deg"] == 0.25
+    A0 = np.array(im["A_star_at_omega0"])
+    T = _truth_module()
+    np.testing.assert_allclose(T.rot([1, 0, 0], 10.375) @ A0, im["A_star_mid"], atol=1e-12)
+    cell = gemmi.UnitCell(*HEWL_CELL)
+    orth = np.array(cell.orth.mat)  # columns a, b, c: the metric tensor must match
+    np.testing.assert_allclose(np.linalg.inv(A0) @ np.linalg.inv(A0).T, orth.T @ orth, atol=1e-8)
+    pa = np.load(paths.partials)
+    assert pa.dtype == np.float32 and pa.shape[1] == 5 and set(np.unique(pa[:, 0])) == {0.0, 1.0}
+
+
+def test_same_seed_same_bytes(tmp_path):
+    kw = {"detector": (200, 180), "mode": "stills", "n_images": 2, "distance_mm": 50.0}
+    a = simulate_dataset(tmp_path / "a" / "x", seed=7, **kw)
+    b = simulate_dataset(tmp_path / "b" / "x", seed=7, **kw)
+    c = simulate_dataset(tmp_path / "c" / "x", seed=8, **kw)
+    fa, fb, fc = _frames(a.master), _frames(b.master), _frames(c.master)
+    assert fa.tobytes() == fb.tobytes()
+    assert fa.tobytes() != fc.tobytes()
+    assert a.truth.read_bytes() == b.truth.read_bytes()
+    assert a.partials.read_bytes() == b.partials.read_bytes()
+
+
+def test_rotation_partials_sum_to_full():
+    """A reflection recorded fully inside the sweep: its partials add up to the Lorentz-scaled full I."""
+    s = SimulationSettings(
+        detector=(300, 300), n_images=40, omega_width_deg=0.1, distance_mm=60.0, d_min_A=2.5
+    )
+    sim = Simulator(s)
+    r = sim._rot
+    inside = (r["phi"] - 5 * r["sig"] > 0.5) & (r["phi"] + 5 * r["sig"] < 3.5)
+    assert inside.sum() > 20
+    tot = np.zeros(len(r["phi"]))
+    for i in range(40):
+        ri, _, ph = sim._rotation_reflections(i)
+        n = int(np.searchsorted(r["lo"], s.omega_start_deg + (i + 1) * s.omega_width_deg))
+        cand = np.flatnonzero(r["phi"][:n] + 4.5 * r["sig"][:n] > i * s.omega_width_deg)
+        np.testing.assert_array_equal(ri, r["ri"][cand])
+        tot[cand] += ph
+    np.testing.assert_allclose(tot[inside], r["full"][inside], rtol=2e-5)  # 4.5-sigma window
+
+
+def test_bad_usage():
+    with pytest.raises(UsageError):
+        SimulationSettings(mode="movie").validate()
+    with pytest.raises(UsageError):
+        SimulationSettings(space_group="P 7").validate()
+    with pytest.raises(UsageError):
+        SimulationSettings(U=np.ones((3, 3))).validate()
+    with pytest.raises(UsageError):
+        simulate_dataset("/tmp/x", flux=3)
+    runner = CliRunner()
+    res = runner.invoke(cli_main, ["out", "--detector", "3x"])
+    assert res.exit_code == 2 and "error" in res.output and "Traceback" not in res.output
+    res = runner.invoke(cli_main, ["out", "--cell", "1 2 3"])
+    assert res.exit_code == 2
+
+
+def test_cli_writes_dataset(tmp_path):
+    res = CliRunner().invoke(
+        cli_main,
+        [str(tmp_path / "s"), "-d", "128x96", "-n", "2", "--mode", "stills", "--seed", "4", "--no-noise"],
+    )
+    assert res.exit_code == 0, res.output
+    t = json.loads((tmp_path / "truth.json").read_text())
+    assert t["mode"] == "stills" and t["image_size_px"] == [128, 96] and len(t["images"]) == 2
+
+
+# --------------------------------------------------------------------------------------------------
+# Cross-check with the nanoBragg data: spot-finder recall on strong reflections
+# --------------------------------------------------------------------------------------------------
+def find_spots_reference(image: np.ndarray, mask: np.ndarray, nsigma: float = 4.0) -> np.ndarray:
+    """Small scipy spot finder (reference until jfjoch.spots.find_spots lands): (n, 2) centroids x, y.
+
+    A pixel is strong when it exceeds the local (15 x 15) mean by nsigma local standard deviations and
+    by 3 counts; connected strong pixels (>= 2) form a spot; centroid weighted by counts - local mean.
+    """
+    valid = (mask == 0) & (image >= 0)
+    img = np.where(valid, image, 0).astype(np.float64)
+    w = valid.astype(np.float64)
+    n = ndimage.uniform_filter(w, 15)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = ndimage.uniform_filter(img, 15) / n
+        var = ndimage.uniform_filter(img * img, 15) / n - mean**2
+    strong = valid & (img > mean + nsigma * np.sqrt(np.maximum(var, mean))) & (img > mean + 3)
+    lab, nlab = ndimage.label(strong)
+    if nlab == 0:
+        return np.zeros((0, 2))
+    sizes = ndimage.sum(strong, lab, np.arange(1, nlab + 1))
+    wts = np.where(strong, img - mean, 0)
+    cy, cx = np.array(ndimage.center_of_mass(wts, lab, np.arange(1, nlab + 1))).T
+    keep = sizes >= 2
+    return np.stack([cx[keep], cy[keep]], 1)
+
+
+def _recall(T, t, frames, mask, images, min_photons=200.0):
+    found = total = 0
+    for i in images:
+        pa = t["partials"]
+        rows = pa[(pa[:, 0] == i) & (pa[:, 4] > min_photons)]
+        x, y = T.predict(t, i, rows[:, 1:4])
+        ix, iy = np.round(x).astype(int), np.round(y).astype(int)
+        ny, nx = mask.shape
+        on = (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
+        on[on] &= mask[iy[on], ix[on]] == 0
+        spots = find_spots_reference(frames[i], mask)
+        if len(spots) == 0:
+            total += on.sum()
+            continue
+        d, _ = _nearest(spots, np.stack([x[on], y[on]], 1))
+        found += int((d <= 1.5).sum())
+        total += int(on.sum())
+    return found / max(total, 1), total
+
+
+def _nearest(points, queries):
+    from scipy.spatial import cKDTree
+
+    return cKDTree(points).query(queries)
+
+
+def test_recall_comparable_to_nanobragg(tmp_path):
+    T = _truth_module()
+    ref_dir = shared("hewl_rot1")
+    t_ref = T.load(str(ref_dir))
+    with h5py.File(ref_dir / "hewl_rot1_master.h5", "r") as f:
+        ref_frames = f["/entry/data/data_000001"][0:3]
+        ref_mask = f["/entry/instrument/detector/detectorSpecific/pixel_mask"][()]
+    recall_ref, n_ref = _recall(T, t_ref, ref_frames, ref_mask, range(3))
+
+    paths = simulate_dataset(
+        tmp_path / "hewl",
+        detector=tuple(t_ref["image_size_px"]),
+        mode="rotation",
+        n_images=3,
+        cell=t_ref["unit_cell"],
+        space_group=t_ref["space_group_number"],
+        wavelength_A=t_ref["wavelength_A"],
+        distance_mm=t_ref["distance_mm"],
+        beam_center_px=tuple(t_ref["beam_center_px"]),
+        omega_width_deg=t_ref["images"][0]["omega_width_deg"],
+        seed=11,
+    )
+    t_sim = T.load(str(tmp_path))
+    with h5py.File(paths.master, "r") as f:
+        sim_frames = f["/entry/data/data_000001"][()]
+        sim_mask = f["/entry/instrument/detector/detectorSpecific/pixel_mask"][()]
+    recall_sim, n_sim = _recall(T, t_sim, sim_frames, sim_mask, range(3))
+    assert n_ref > 50 and n_sim > 50
+    assert recall_ref > 0.7
+    assert abs(recall_sim - recall_ref) < 0.15, (recall_sim, recall_ref)
