@@ -374,3 +374,64 @@ def test_recall_comparable_to_nanobragg(tmp_path):
     assert n_ref > 50 and n_sim > 50
     assert recall_ref > 0.7
     assert abs(recall_sim - recall_ref) < 0.15, (recall_sim, recall_ref)
+
+
+# --------------------------------------------------------------------------------------------------
+# C++ kernel (csrc/simulate) against numpy/scipy references
+# --------------------------------------------------------------------------------------------------
+def test_kernel_expected_matches_numpy_reference():
+    from jfjoch import _core
+
+    rng = np.random.default_rng(5)
+    bg = rng.uniform(0, 3, (90, 120)).astype(np.float32)
+    xy = np.c_[rng.uniform(-3, 123, 60), rng.uniform(-3, 93, 60)]
+    ph = rng.exponential(300, 60)
+    ref = bg.astype(np.float64)
+    render_spots(ref, xy, ph, 0.7)
+    got = _core.sim_expected(bg, xy, ph, 0.7)
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("lam", [0.3, 2.5, 9.9, 10.1, 60.0, 2000.0])
+def test_kernel_poisson_distribution(lam):
+    """Counts of a constant image follow Poisson(lam): chi-square against scipy.stats.poisson."""
+    from scipy import stats
+
+    from jfjoch import _core
+
+    n = 200_000
+    bg = np.full((400, n // 400), lam, np.float32)
+    cls = np.zeros(bg.shape, np.uint8)
+    c = _core.sim_frame(bg, cls, np.zeros((0, 2)), np.zeros(0), 0.6, 42, 3, saturation=2**31 - 1).ravel()
+    assert c.mean() == pytest.approx(lam, abs=5 * np.sqrt(lam / n))
+    lo, hi = int(stats.poisson.ppf(1e-4, lam)), int(stats.poisson.ppf(1 - 1e-4, lam))
+    edges = np.arange(lo, hi + 2)
+    obs, _ = np.histogram(np.clip(c, lo, hi), bins=edges)
+    p = stats.poisson.pmf(edges[:-1], lam)
+    p[0], p[-1] = stats.poisson.cdf(lo, lam), stats.poisson.sf(hi - 1, lam)
+    exp = p / p.sum() * n
+    big = exp > 20
+    chi2 = ((obs[big] - exp[big]) ** 2 / exp[big]).sum()
+    assert stats.chi2.sf(chi2, big.sum() - 1) > 1e-4
+
+
+def test_kernel_classes_saturation_threads_determinism():
+    from jfjoch import _core
+
+    bg = np.full((300, 257), 4.0, np.float32)
+    bg[10, 10] = 1e6
+    cls = np.zeros(bg.shape, np.uint8)
+    cls[50:60] = 1
+    cls[100, 100] = 2
+    args = (bg, cls, np.array([[30.2, 40.7]]), np.array([5e4]), 0.6, 9, 1)
+    a = _core.sim_frame(*args, saturation=1000, n_threads=1)
+    b = _core.sim_frame(*args, saturation=1000, n_threads=3)
+    assert a.tobytes() == b.tobytes()
+    assert (a[50:60] == 0).all() and a[100, 100] == 1000 and a[10, 10] == 1000
+    assert not np.array_equal(a, _core.sim_frame(*args[:-1], 2, saturation=1000))  # another frame
+    q = _core.sim_frame(*args, noise=False, saturation=10**9)
+    ref = bg.astype(np.float64)
+    render_spots(ref, args[2], args[3], 0.6)
+    ref = np.rint(ref)
+    ref[cls == 1], ref[cls == 2] = 0, 10**9
+    np.testing.assert_array_equal(q, ref)

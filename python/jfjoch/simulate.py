@@ -27,6 +27,7 @@ import gemmi
 import numpy as np
 from scipy.special import erf, ndtr
 
+from . import _core
 from .errors import InputError, UsageError
 from .experiment import rotation_matrix
 
@@ -170,6 +171,10 @@ class SimulationSettings:
     saturation: int = 32766
     n_hot_pixels: int = 6
     seed: int = 0
+    threads: int = 1
+    """CPU threads of the per-pixel kernel (0 = all); does not change the output bytes."""
+    backend: str = "cpu"
+    """Kernel backend: "cpu", "cuda" or "auto" (same per-pixel code and random streams)."""
 
     def validate(self) -> None:
         """Raise UsageError with a one-line message on any bad value."""
@@ -220,6 +225,14 @@ class SimulationSettings:
             raise InputError(f"model file not found: {self.model}")
         if self.beam_center_px is not None and len(self.beam_center_px) != 2:
             raise UsageError("beam_center_px must be (x, y)")
+        if self.backend not in ("cpu", "cuda", "auto"):
+            raise UsageError(f"backend must be 'cpu', 'cuda' or 'auto', got {self.backend!r}")
+        if self.threads < 0:
+            raise UsageError(f"threads must be >= 0, got {self.threads}")
+        if not 0 < self.psf_sigma_px <= 16:
+            raise UsageError(f"psf_sigma_px must be in (0, 16], got {self.psf_sigma_px}")
+        if not 0 <= self.seed < 2**63:
+            raise UsageError(f"seed must be in 0..2^63-1, got {self.seed}")
 
 
 def space_group_of(sg: str | int) -> gemmi.SpaceGroup:
@@ -414,6 +427,10 @@ class Simulator:
         self.sg = space_group_of(s.space_group)
         rng = np.random.default_rng([s.seed, 0x5EED])
         self.mask = self._make_mask(rng)
+        self.pixel_class = np.zeros(self.mask.shape, np.uint8)
+        """Per-pixel class for the kernel: 0 normal, 1 gap (always 0), 2 hot (always saturated)."""
+        self.pixel_class[(self.mask & MASK_GAP) != 0] = 1
+        self.pixel_class[self.mask == MASK_HOT] = 2
         self.d_min = s.d_min_A if s.d_min_A is not None else max(1.2, self._corner_resolution())
         self.axis = np.asarray(s.rotation_axis, float) / np.linalg.norm(s.rotation_axis)
         B = b_matrix(s.cell)
@@ -612,24 +629,25 @@ class Simulator:
 
     def expected(self, xy: np.ndarray, photons: np.ndarray) -> np.ndarray:
         """Noiseless expected photons (ny, nx) float32: background + spots (PSF integrated over pixels)."""
-        img = self.background_map.copy()
-        render_spots(img, xy, photons, self.s.psf_sigma_px)
-        return img
+        return _core.sim_expected(
+            self.background_map, np.asarray(xy, float).reshape(-1, 2), np.asarray(photons, float),
+            self.s.psf_sigma_px, backend=self.s.backend,
+        )  # fmt: skip
 
     def frame(self, i: int) -> Frame:
-        """Render image i (int32 counts, masked pixels 0, hot pixels at saturation)."""
+        """Render image i (int32 counts; gap pixels 0, hot pixels at saturation).
+
+        Counts are Poisson(expected) from a counter-based random stream keyed by (seed, i, pixel) in the
+        C++ kernel (csrc/simulate), or rint(expected) with ``noise=False``; clipped at saturation.
+        """
         if not 0 <= i < self.s.n_images:
             raise UsageError(f"image {i} out of range 0..{self.s.n_images - 1}")
         hkl, xy, ph = self.reflections_on(i)
-        exp_img = self.expected(xy, ph)
-        if self.s.noise:
-            rng = np.random.default_rng([self.s.seed, 1, i])
-            counts = rng.poisson(exp_img)
-        else:
-            counts = np.rint(exp_img)
-        img = np.minimum(counts, self.s.saturation).astype(np.int32)
-        img[self.mask == MASK_HOT] = self.s.saturation
-        img[(self.mask & MASK_GAP) != 0] = 0
+        img = _core.sim_frame(
+            self.background_map, self.pixel_class, np.ascontiguousarray(xy, float).reshape(-1, 2),
+            np.ascontiguousarray(ph, float), self.s.psf_sigma_px, self.s.seed, i, noise=self.s.noise,
+            saturation=self.s.saturation, n_threads=self.s.threads, backend=self.s.backend,
+        )  # fmt: skip
         return Frame(index=i, image=img, A_star=self.A_star_mid(i), hkl=hkl, xy=xy, photons=ph)
 
     def frames(self) -> Iterator[Frame]:
@@ -638,7 +656,10 @@ class Simulator:
 
 
 def render_spots(img: np.ndarray, xy: np.ndarray, photons: np.ndarray, sigma_px: float) -> None:
-    """Add 2-D Gaussian spots (sigma in px, integrated over each pixel) to img (ny, nx) in place."""
+    """Add 2-D Gaussian spots (sigma in px, integrated over each pixel) to img (ny, nx) in place.
+
+    Vectorised numpy reference of the C++ kernel's spot rendering (``_core.sim_expected``).
+    """
     if len(photons) == 0:
         return
     ny, nx = img.shape

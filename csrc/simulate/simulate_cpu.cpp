@@ -1,0 +1,65 @@
+// CPU loops of the simulator over the JFJOCH_HD functions in simulate_impl.hpp.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "simulate/simulate_impl.hpp"
+
+namespace jfjoch::sim_detail {
+
+void expected_cpu(const float* background, int64_t nx, int64_t ny, const double* xy, const double* photons,
+                  int64_t n_spots, const SimFrameSettings& s, float* expected) {
+    if (expected != background)
+        std::memcpy(expected, background, sizeof(float) * size_t(nx * ny));
+    const int32_t R = spot_radius(s);
+    const double k = 1.0 / (std::sqrt(2.0) * s.psf_sigma_px);
+    double wx[129], wy[129]; // R <= 64 (checked in dispatch)
+    for (int64_t i = 0; i < n_spots; ++i) {
+        const double x = xy[2 * i], y = xy[2 * i + 1], ph = photons[i];
+        if (!(ph > 0.0) || !std::isfinite(x) || !std::isfinite(y))
+            continue;
+        const int64_t cx = centre_pixel(x), cy = centre_pixel(y);
+        for (int32_t d = -R; d <= R; ++d) {
+            wx[d + R] = pixel_fraction(cx + d, x, k);
+            wy[d + R] = ph * pixel_fraction(cy + d, y, k);
+        }
+        for (int32_t dy = -R; dy <= R; ++dy) {
+            const int64_t py = cy + dy;
+            if (py < 0 || py >= ny)
+                continue;
+            float* row = expected + py * nx;
+            for (int32_t dx = -R; dx <= R; ++dx) {
+                const int64_t px = cx + dx;
+                if (px >= 0 && px < nx)
+                    row[px] += float(wy[dy + R] * wx[dx + R]);
+            }
+        }
+    }
+}
+
+void counts_cpu(const float* expected, const uint8_t* pixel_class, int64_t npix, const SimFrameSettings& s,
+                int32_t* counts) {
+    int64_t nt = s.n_threads > 0 ? s.n_threads : int64_t(std::thread::hardware_concurrency());
+    nt = std::max<int64_t>(1, std::min<int64_t>(nt, npix / 65536 + 1));
+    auto work = [&](int64_t lo, int64_t hi) {
+        for (int64_t i = lo; i < hi; ++i)
+            counts[i] = pixel_counts(expected[i], pixel_class[i], i, s);
+    };
+    if (nt == 1) {
+        work(0, npix);
+        return;
+    }
+    // the stream of a pixel depends only on (seed, frame, pixel): the split does not change the counts
+    std::vector<std::thread> pool;
+    pool.reserve(size_t(nt - 1));
+    const int64_t chunk = (npix + nt - 1) / nt;
+    for (int64_t t = 1; t < nt; ++t)
+        pool.emplace_back(work, std::min(npix, t * chunk), std::min(npix, (t + 1) * chunk));
+    work(0, std::min(npix, chunk));
+    for (auto& th : pool)
+        th.join();
+}
+
+} // namespace jfjoch::sim_detail
