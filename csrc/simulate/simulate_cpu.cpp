@@ -43,9 +43,10 @@ void counts_cpu(const float* expected, const uint8_t* pixel_class, int64_t npix,
                 int32_t* counts) {
     int64_t nt = s.n_threads > 0 ? s.n_threads : int64_t(std::thread::hardware_concurrency());
     nt = std::max<int64_t>(1, std::min<int64_t>(nt, npix / 65536 + 1));
+    const uint64_t key = frame_key(s);
     auto work = [&](int64_t lo, int64_t hi) {
         for (int64_t i = lo; i < hi; ++i)
-            counts[i] = pixel_counts(expected[i], pixel_class[i], i, s);
+            counts[i] = pixel_counts(expected[i], pixel_class[i], i, key, s);
     };
     if (nt == 1) {
         work(0, npix);

@@ -55,9 +55,10 @@ __global__ void spots_kernel(float* expected, int64_t nx, int64_t ny, const doub
 
 __global__ void counts_kernel(const float* expected, const uint8_t* pixel_class, int64_t npix,
                               SimFrameSettings s, int32_t* counts) {
+    const uint64_t key = frame_key(s);
     const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
     if (i < npix)
-        counts[i] = pixel_counts(expected[i], pixel_class[i], i, s);
+        counts[i] = pixel_counts(expected[i], pixel_class[i], i, key, s);
 }
 
 } // namespace

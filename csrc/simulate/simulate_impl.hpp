@@ -16,11 +16,15 @@ JFJOCH_HD uint64_t mix64(uint64_t z) {
     return z ^ (z >> 31);
 }
 
+/// Key of the random stream of one frame (computed once per frame).
+JFJOCH_HD uint64_t frame_key(const SimFrameSettings& s) {
+    return mix64(s.seed ^ 0x6A09E667F3BCC909ull) ^ mix64(s.frame + 0x3C6EF372FE94F82Bull);
+}
+
 /// Counter-based uniform generator for one pixel of one frame.
 struct PixelRng {
     uint64_t state;
-    JFJOCH_HD PixelRng(uint64_t seed, uint64_t frame, uint64_t pixel)
-        : state(mix64(mix64(seed ^ 0x6A09E667F3BCC909ull) ^ mix64(frame + 0x3C6EF372FE94F82Bull) ^ pixel)) {}
+    JFJOCH_HD PixelRng(uint64_t key, uint64_t pixel) : state(mix64(key ^ pixel)) {}
     /// Uniform in (0, 1) (never exactly 0 or 1).
     JFJOCH_HD double uniform() {
         state += 0x9E3779B97F4A7C15ull;
@@ -34,13 +38,16 @@ JFJOCH_HD int64_t poisson(double lam, PixelRng& rng) {
         return 0;
     if (lam < 10.0) {
         // inversion: walk the CDF until it passes u (about lam + 1 steps); 1 - F < 1e-16 far before k = 200
-        const double u = rng.uniform();
-        double p = exp(-lam);
-        double F = p;
-        int64_t k = 0;
-        while (u > F && k < 200) {
+        // single precision: the CDF error (~1e-7) is far below any statistical use of the counts;
+        // u < 1 - 2^-24 and F reaches 1 - 1e-7 long before k = 64, so the loop always ends.
+        const float u = float(rng.uniform()) * 0.99999988f;
+        const float l = float(lam);
+        float p = expf(-l);
+        float F = p;
+        int32_t k = 0;
+        while (u > F && k < 64) {
             ++k;
-            p *= lam / double(k);
+            p *= l / float(k);
             F += p;
         }
         return k;
@@ -67,14 +74,15 @@ JFJOCH_HD int64_t poisson(double lam, PixelRng& rng) {
 }
 
 /// Final counts of one pixel from its expected photons.
-JFJOCH_HD int32_t pixel_counts(float expected, uint8_t pixel_class, int64_t pixel, const SimFrameSettings& s) {
+JFJOCH_HD int32_t pixel_counts(float expected, uint8_t pixel_class, int64_t pixel, uint64_t key,
+                               const SimFrameSettings& s) {
     if (pixel_class == SimPixelZero)
         return 0;
     if (pixel_class == SimPixelSaturate)
         return s.saturation;
     int64_t k;
     if (s.noise) {
-        PixelRng rng(s.seed, s.frame, uint64_t(pixel));
+        PixelRng rng(key, uint64_t(pixel));
         k = poisson(double(expected), rng);
     } else {
         k = expected > 0.0f ? int64_t(floor(double(expected) + 0.5)) : 0;
