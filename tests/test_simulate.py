@@ -274,6 +274,13 @@ def test_bad_usage():
         SimulationSettings(U=np.ones((3, 3))).validate()
     with pytest.raises(UsageError):
         simulate_dataset("/tmp/x", flux=3)
+    with pytest.raises(UsageError):
+        SimulationSettings(psf_sigma_px=0).validate()
+    from jfjoch import _core
+
+    if not _core.cuda_device_count():
+        with pytest.raises(UsageError):
+            SimulationSettings(backend="cuda").validate()
     runner = CliRunner()
     res = runner.invoke(cli_main, ["out", "--detector", "3x"])
     assert res.exit_code == 2 and "error" in res.output and "Traceback" not in res.output

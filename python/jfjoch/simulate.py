@@ -227,6 +227,8 @@ class SimulationSettings:
             raise UsageError("beam_center_px must be (x, y)")
         if self.backend not in ("cpu", "cuda", "auto"):
             raise UsageError(f"backend must be 'cpu', 'cuda' or 'auto', got {self.backend!r}")
+        if self.backend == "cuda" and not (_core.cuda_compiled and _core.cuda_device_count() > 0):
+            raise UsageError("backend 'cuda' needs a CUDA build and a CUDA device (use 'cpu' or 'auto')")
         if self.threads < 0:
             raise UsageError(f"threads must be >= 0, got {self.threads}")
         if not 0 < self.psf_sigma_px <= 16:

@@ -67,6 +67,8 @@ def _floats(value: str | None, n: int, name: str) -> tuple[float, ...] | None:
 @click.option("--no-noise", is_flag=True, help="Write rint(expected photons), no Poisson noise.")
 @click.option("--orientation", default=None, help="U as 9 numbers (row-major); default random.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", "-N", type=int, default=1, show_default=True, help="CPU threads (0 = all).")
+@click.option("--backend", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu", show_default=True)
 @click.option("-v", "--verbose", is_flag=True, help="Tracebacks on errors.")
 def main(prefix: str, **o) -> None:
     """Simulate PREFIX_master.h5 + PREFIX_data_000001.h5 (+ truth.json, truth_partials.npy)."""
@@ -93,6 +95,8 @@ def main(prefix: str, **o) -> None:
             "background": o["background"],
             "water_ring": o["water_ring"],
             "noise": not o["no_noise"],
+            "threads": o["threads"],
+            "backend": o["backend"],
         }
         paths = simulate_dataset(
             prefix,
