@@ -32,20 +32,40 @@ struct PixelRng {
     }
 };
 
+/// One term of the Poisson CDF: p_j = p_{j-1} * lam / j; counts the terms still below u.
+JFJOCH_HD void cdf_step(float& p, float& F, int32_t& k, float lam, float inv_j, float u) {
+    p *= lam * inv_j;
+    F += p;
+    k += u > F;
+}
+
 /// Poisson random number: inversion for lambda < 10, PTRS (Hoermann 1993, as numpy) above.
 JFJOCH_HD int64_t poisson(double lam, PixelRng& rng) {
     if (!(lam > 0.0))
         return 0;
     if (lam < 10.0) {
-        // inversion: walk the CDF until it passes u (about lam + 1 steps); 1 - F < 1e-16 far before k = 200
-        // single precision: the CDF error (~1e-7) is far below any statistical use of the counts;
-        // u < 1 - 2^-24 and F reaches 1 - 1e-7 long before k = 64, so the loop always ends.
+        // CDF inversion in single precision: the CDF error (~1e-7) is far below any statistical use of
+        // the counts. Should rounding keep F below u in the extreme tail (probability ~1e-7), the walk
+        // stops once the terms are < 1e-12, i.e. deep in the tail (never beyond k = 64).
+        // The first 9 CDF terms are compared without branches (data-dependent branches cost more
+        // than the arithmetic for the typical background of ~1 photon); the tail loops.
         const float u = float(rng.uniform()) * 0.99999988f;
         const float l = float(lam);
         float p = expf(-l);
         float F = p;
-        int32_t k = 0;
-        while (u > F && k < 64) {
+        int32_t k = u > F;
+        cdf_step(p, F, k, l, 1.0f, u);
+        cdf_step(p, F, k, l, 1.0f / 2.0f, u);
+        cdf_step(p, F, k, l, 1.0f / 3.0f, u);
+        cdf_step(p, F, k, l, 1.0f / 4.0f, u);
+        cdf_step(p, F, k, l, 1.0f / 5.0f, u);
+        cdf_step(p, F, k, l, 1.0f / 6.0f, u);
+        cdf_step(p, F, k, l, 1.0f / 7.0f, u);
+        cdf_step(p, F, k, l, 1.0f / 8.0f, u);
+        if (k < 9)
+            return k;
+        k = 8;
+        while (u > F && p > 1e-12f && k < 64) {
             ++k;
             p *= l / float(k);
             F += p;

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,7 +22,7 @@ import hdf5plugin
 import numpy as np
 
 if TYPE_CHECKING:
-    from ..simulate import Simulator
+    from ..simulate import Frame, Simulator
 
 __all__ = ["CONVENTIONS", "write_dataset"]
 
@@ -143,6 +146,21 @@ def _write_master(path: Path, data_name: str, sim: Simulator) -> None:
             _str(sample, "depends_on", ".")
 
 
+def _frames_ahead(sim: Simulator, depth: int = 2) -> Iterator[Frame]:
+    """Frames in order, rendered up to ``depth`` ahead in worker threads (the kernel releases the GIL),
+    so rendering overlaps compression and writing. The bytes do not depend on it."""
+    n = sim.s.n_images
+    with ThreadPoolExecutor(max_workers=depth) as ex:
+        pending = deque(ex.submit(sim.frame, i) for i in range(min(depth, n)))
+        nxt = len(pending)
+        while pending:
+            fr = pending.popleft().result()
+            if nxt < n:
+                pending.append(ex.submit(sim.frame, nxt))
+                nxt += 1
+            yield fr
+
+
 def write_dataset(prefix: Path, sim: Simulator) -> tuple[Path, Path, Path, Path]:
     """Render every frame of ``sim`` and write master, data, truth.json and truth_partials.npy."""
     s = sim.s
@@ -168,7 +186,7 @@ def write_dataset(prefix: Path, sim: Simulator) -> tuple[Path, Path, Path, Path]
             )
             ds.attrs["image_nr_low"] = np.int64(1)
             ds.attrs["image_nr_high"] = np.int64(s.n_images)
-            for fr in sim.frames():
+            for fr in _frames_ahead(sim):
                 ds[fr.index] = fr.image
                 im = {"image": fr.index, "A_star_mid": fr.A_star.tolist()}
                 if s.mode == "rotation":
