@@ -496,12 +496,19 @@ class Simulator:
         return mask
 
     def _background(self) -> np.ndarray:
+        """(ny, nx) float32 background photons: (constant + water ring) x polarisation x solid angle."""
         s = self.s
-        yy, xx = np.mgrid[0 : self.ny, 0 : self.nx].astype(np.float64)
-        k = self._pixel_k(xx, yy)
-        q = 2 * np.sin(np.arccos(np.clip(k[..., 2], -1, 1)) / 2) / s.wavelength_A  # 1/d
+        bx, by = self.beam_center
+        dx = ((np.arange(self.nx) - bx) * s.pixel_mm)[None, :]
+        dy = ((np.arange(self.ny) - by) * s.pixel_mm)[:, None]
+        inv_r = 1.0 / np.sqrt(dx * dx + dy * dy + s.distance_mm**2)  # broadcast (ny, nx)
+        kz = s.distance_mm * inv_r
+        q = np.sqrt(np.maximum(2.0 * (1.0 - kz), 0.0)) / s.wavelength_A  # 1/d = 2 sin(theta) / lambda
         ring = s.water_ring * np.exp(-((q - 1 / s.water_ring_d_A) ** 2) / (2 * s.water_ring_width**2))
-        return ((s.background + ring) * self._pol_solid(k)).astype(np.float32)
+        f = s.polarization_fraction
+        kx2, ky2 = (dx * inv_r) ** 2, (dy * inv_r) ** 2
+        pol = f * (1 - kx2) + (1 - f) * (1 - ky2)
+        return ((s.background + ring) * pol * kz**3).astype(np.float32)
 
     def xy_of_s(self, svec: np.ndarray) -> np.ndarray:
         """(n, 3) reciprocal vectors (1/Å) -> (n, 2) pixel positions (NaN where the ray points back)."""
