@@ -371,6 +371,7 @@ def test_recall_comparable_to_nanobragg(tmp_path):
         distance_mm=t_ref["distance_mm"],
         beam_center_px=tuple(t_ref["beam_center_px"]),
         omega_width_deg=t_ref["images"][0]["omega_width_deg"],
+        photons_per_intensity=150.0,  # about as many > 200-photon reflections per frame as the nanoBragg set
         seed=11,
     )
     t_sim = T.load(str(tmp_path))
@@ -460,3 +461,28 @@ def test_background_map_matches_experiment_geometry():
     ring = 5.0 * np.exp(-((q - 1 / 3.1) ** 2) / (2 * 0.012**2))
     np.testing.assert_allclose(sim.background_map, (1.0 + ring) * pol * k[..., 2] ** 3, rtol=1e-5, atol=1e-6)
     assert sim.background_map.max() > 3.0  # the ring is on this detector
+
+
+def test_cli_with_pdb_model(tmp_path):
+    pdb = shared("hewl_model", "HEWL_refined.pdb")
+    res = CliRunner().invoke(
+        cli_main,
+        [
+            str(tmp_path / "m"),
+            "-d",
+            "200x200",
+            "-n",
+            "2",
+            "--distance",
+            "60",
+            "--model",
+            str(pdb),
+            "--seed",
+            "2",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    pa = np.load(tmp_path / "truth_partials.npy")
+    assert len(pa) > 50 and pa[:, 4].max() > 100
+    res = CliRunner().invoke(cli_main, [str(tmp_path / "m"), "--model", str(tmp_path / "missing.pdb")])
+    assert res.exit_code == 2 and "not found" in res.output
