@@ -486,3 +486,50 @@ def test_cli_with_pdb_model(tmp_path):
     assert len(pa) > 50 and pa[:, 4].max() > 100
     res = CliRunner().invoke(cli_main, [str(tmp_path / "m"), "--model", str(tmp_path / "missing.pdb")])
     assert res.exit_code == 2 and "not found" in res.output
+
+
+@pytest.mark.parametrize("profile", ["gaussian", "lorentzian"])
+def test_stills_partiality_profile(profile):
+    """photons / (|F|² photons x polarisation x solid angle) equals the profile of the excitation error."""
+    s = SimulationSettings(
+        detector=(300, 300), mode="stills", n_images=1, distance_mm=50.0, partiality=profile
+    )
+    sim = Simulator(s)
+    hkl, xy, ph = sim.reflections_on(0)
+    full = dict(zip(map(tuple, sim.reflections.hkl), sim.reflections.photons, strict=True))
+    I = np.array([full[tuple(h)] for h in hkl])
+    sv = hkl @ sim.A0[0].T
+    eps = np.linalg.norm(sv + np.array([0.0, 0.0, 1.0]), axis=1) - 1.0
+    sig = np.hypot(s.spot_width_recip, np.linalg.norm(sv, axis=1) * np.radians(s.mosaicity_deg))
+    prof = np.exp(-0.5 * (eps / sig) ** 2) if profile == "gaussian" else 1 / (1 + (eps / sig) ** 2)
+    r = np.c_[xy[:, 0] - sim.beam_center[0], xy[:, 1] - sim.beam_center[1], np.full(len(xy), 50.0 / 0.075)]
+    k = r / np.linalg.norm(r, axis=1, keepdims=True)
+    pol = 0.99 * (1 - k[:, 0] ** 2) + 0.01 * (1 - k[:, 1] ** 2)
+    assert len(ph) > 30
+    np.testing.assert_allclose(ph, I * prof * pol * k[:, 2] ** 3, rtol=1e-6)
+
+
+def test_rotation_lorentz_factor_from_numerical_rate():
+    """Full photons = |F|² photons x L x pol x solid angle with L = 1 / (lambda |d eps / d phi|), the rate
+    taken by finite differences of the shared truth.py rotation."""
+    T = _truth_module()
+    s = SimulationSettings(detector=(300, 300), n_images=20, distance_mm=50.0, d_min_A=2.0)
+    sim = Simulator(s)
+    r = sim._rot
+    sel = np.flatnonzero(r["full"] > 0)[:200]
+    hkl = sim.reflections.hkl[r["ri"][sel]].astype(float)
+    eps = []
+    for dphi in (-1e-4, 1e-4):
+        out = []
+        for h, phi in zip(hkl, r["phi"][sel], strict=True):
+            sv = T.rot([1, 0, 0], phi + dphi) @ sim.A0[0] @ h
+            out.append(np.linalg.norm(sv + np.array([0.0, 0.0, 1.0])) - 1.0)
+        eps.append(out)
+    rate = np.abs(np.subtract(eps[1], eps[0])) / np.radians(2e-4)
+    L = np.minimum(1.0 / rate, 50.0)
+    xy = r["xy"][sel]
+    rr = np.c_[xy[:, 0] - sim.beam_center[0], xy[:, 1] - sim.beam_center[1], np.full(len(xy), 50.0 / 0.075)]
+    k = rr / np.linalg.norm(rr, axis=1, keepdims=True)
+    pol = 0.99 * (1 - k[:, 0] ** 2) + 0.01 * (1 - k[:, 1] ** 2)
+    I = sim.reflections.photons[r["ri"][sel]]
+    np.testing.assert_allclose(r["full"][sel], I * L * pol * k[:, 2] ** 3, rtol=1e-4)
