@@ -533,3 +533,19 @@ def test_rotation_lorentz_factor_from_numerical_rate():
     pol = 0.99 * (1 - k[:, 0] ** 2) + 0.01 * (1 - k[:, 1] ** 2)
     I = sim.reflections.photons[r["ri"][sel]]
     np.testing.assert_allclose(r["full"][sel], I * L * pol * k[:, 2] ** 3, rtol=1e-4)
+
+
+def test_kernel_sparse_spot_path_equals_dense_expected():
+    """sim_frame (spots drawn again on top of the background) == sim_frame of the dense sim_expected image."""
+    from jfjoch import _core
+
+    rng = np.random.default_rng(3)
+    bg = rng.uniform(0, 5, (150, 200)).astype(np.float32)
+    cls = np.zeros(bg.shape, np.uint8)
+    cls[::7, ::5] = 1
+    xy = np.c_[rng.uniform(-3, 203, 300), rng.uniform(-3, 153, 300)]  # overlapping, some off the edge
+    ph = rng.exponential(300, 300)
+    dense = _core.sim_expected(bg, xy, ph, 0.6)
+    a = _core.sim_frame(bg, cls, xy, ph, 0.6, 5, 2, n_threads=2)
+    b = _core.sim_frame(dense, cls, np.zeros((0, 2)), np.zeros(0), 0.6, 5, 2)
+    np.testing.assert_array_equal(a, b)

@@ -1,5 +1,4 @@
 // Simulator dispatch: Backend::CPU / CUDA / Auto (CUDA when compiled and a device is present).
-#include <memory>
 #include <stdexcept>
 #include <vector>
 
@@ -12,6 +11,8 @@ void expected_cpu(const float* background, int64_t nx, int64_t ny, const double*
                   int64_t n_spots, const SimFrameSettings& s, float* expected);
 void counts_cpu(const float* expected, const uint8_t* pixel_class, int64_t npix, const SimFrameSettings& s,
                 int32_t* counts);
+void frame_cpu(const float* background, const uint8_t* pixel_class, int64_t nx, int64_t ny, const double* xy,
+               const double* photons, int64_t n_spots, const SimFrameSettings& s, int32_t* counts);
 #ifdef JFJOCH_WITH_CUDA
 void frame_cuda(const float* background, const uint8_t* pixel_class, int64_t nx, int64_t ny, const double* xy,
                 const double* photons, int64_t n_spots, const SimFrameSettings& s, float* expected,
@@ -79,9 +80,7 @@ void sim_frame(const float* background, const uint8_t* pixel_class, int64_t nx, 
 #else
     use_cuda(backend);
 #endif
-    std::unique_ptr<float[]> expected(new float[size_t(nx * ny)]); // no zero fill: overwritten by the copy
-    sim_detail::expected_cpu(background, nx, ny, xy, photons, n_spots, settings, expected.get());
-    sim_detail::counts_cpu(expected.get(), pixel_class, nx * ny, settings, counts);
+    sim_detail::frame_cpu(background, pixel_class, nx, ny, xy, photons, n_spots, settings, counts);
 }
 
 } // namespace jfjoch
