@@ -30,7 +30,8 @@ bool use_cuda(Backend backend) {
         if (!cuda_compiled())
             throw std::runtime_error("simulator: the CUDA backend was requested but this build has no CUDA");
         if (cuda_device_count() == 0)
-            throw std::runtime_error("simulator: the CUDA backend was requested but no CUDA device is present");
+            throw std::runtime_error(
+                "simulator: the CUDA backend was requested but no CUDA device is present");
         return true;
     case Backend::Auto:
     default:
@@ -74,7 +75,8 @@ void sim_frame(const float* background, const uint8_t* pixel_class, int64_t nx, 
     validate(nx, ny, n_spots, settings);
 #ifdef JFJOCH_WITH_CUDA
     if (use_cuda(backend)) {
-        sim_detail::frame_cuda(background, pixel_class, nx, ny, xy, photons, n_spots, settings, nullptr, counts);
+        sim_detail::frame_cuda(background, pixel_class, nx, ny, xy, photons, n_spots, settings, nullptr,
+                               counts);
         return;
     }
 #else

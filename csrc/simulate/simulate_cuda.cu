@@ -75,17 +75,19 @@ void frame_cuda(const float* background, const uint8_t* pixel_class, int64_t nx,
     if (n_spots > 0) {
         check(cudaMemcpy(d_xy.p, xy, sizeof(double) * size_t(2 * n_spots), cudaMemcpyHostToDevice), "copy");
         check(cudaMemcpy(d_ph.p, photons, sizeof(double) * size_t(n_spots), cudaMemcpyHostToDevice), "copy");
-        spots_kernel<<<unsigned(n_spots), 64>>>(d_exp.as<float>(), nx, ny, d_xy.as<double>(), d_ph.as<double>(),
-                                                n_spots, s);
+        spots_kernel<<<unsigned(n_spots), 64>>>(d_exp.as<float>(), nx, ny, d_xy.as<double>(),
+                                                d_ph.as<double>(), n_spots, s);
         check(cudaGetLastError(), "spots kernel");
     }
     const int threads = 256;
-    counts_kernel<<<unsigned((npix + threads - 1) / threads), threads>>>(d_exp.as<float>(), d_cls.as<uint8_t>(),
-                                                                         npix, s, d_counts.as<int32_t>());
+    counts_kernel<<<unsigned((npix + threads - 1) / threads), threads>>>(
+        d_exp.as<float>(), d_cls.as<uint8_t>(), npix, s, d_counts.as<int32_t>());
     check(cudaGetLastError(), "counts kernel");
-    check(cudaMemcpy(counts, d_counts.p, sizeof(int32_t) * size_t(npix), cudaMemcpyDeviceToHost), "copy back");
+    check(cudaMemcpy(counts, d_counts.p, sizeof(int32_t) * size_t(npix), cudaMemcpyDeviceToHost),
+          "copy back");
     if (expected)
-        check(cudaMemcpy(expected, d_exp.p, sizeof(float) * size_t(npix), cudaMemcpyDeviceToHost), "copy back");
+        check(cudaMemcpy(expected, d_exp.p, sizeof(float) * size_t(npix), cudaMemcpyDeviceToHost),
+              "copy back");
 }
 
 } // namespace jfjoch::sim_detail

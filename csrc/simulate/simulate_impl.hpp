@@ -124,6 +124,8 @@ JFJOCH_HD double pixel_fraction(int64_t p, double c, double k) {
 }
 
 /// Centre pixel of a spot (nearest pixel to x).
-JFJOCH_HD int64_t centre_pixel(double x) { return int64_t(floor(x + 0.5)); }
+JFJOCH_HD int64_t centre_pixel(double x) {
+    return int64_t(floor(x + 0.5));
+}
 
 } // namespace jfjoch::sim_detail
