@@ -325,6 +325,26 @@ def find_spots_reference(image: np.ndarray, mask: np.ndarray, nsigma: float = 4.
     return np.stack([cx[keep], cy[keep]], 1)
 
 
+# Switch to the project's spot finder once jfjoch.spots lands on main: set this to True.
+USE_PROJECT_SPOT_FINDER = False
+
+
+def find_spots_xy(image: np.ndarray, mask: np.ndarray, t: dict) -> np.ndarray:
+    """(n, 2) spot centroids x, y from the selected spot finder."""
+    if not USE_PROJECT_SPOT_FINDER:
+        return find_spots_reference(image, mask)
+    from jfjoch.experiment import Beam, Detector, Experiment
+
+    spots_mod = importlib.import_module("jfjoch.spots")
+    nx, ny = t["image_size_px"]
+    det = Detector.from_beam_center(
+        nx, ny, t["pixel_size_mm"], t["distance_mm"], *t["beam_center_px"], mask=mask != 0
+    )
+    exp = Experiment(beam=Beam(wavelength_A=t["wavelength_A"]), detector=det)
+    spots = spots_mod.find_spots(image, exp, spots_mod.SpotFinderSettings(max_spots=100_000))
+    return np.stack([np.asarray(spots.x, float), np.asarray(spots.y, float)], 1)
+
+
 def _recall(T, t, frames, mask, images, min_photons=200.0):
     found = total = 0
     for i in images:
@@ -335,7 +355,7 @@ def _recall(T, t, frames, mask, images, min_photons=200.0):
         ny, nx = mask.shape
         on = (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
         on[on] &= mask[iy[on], ix[on]] == 0
-        spots = find_spots_reference(frames[i], mask)
+        spots = find_spots_xy(frames[i], mask, t)
         if len(spots) == 0:
             total += on.sum()
             continue
