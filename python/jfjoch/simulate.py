@@ -42,10 +42,14 @@ __all__ = [
     "SimulatedPaths",
     "SimulationSettings",
     "Simulator",
+    "b_matrix",
     "detector_layout",
     "model_intensities",
+    "p1_indices",
     "random_rotation",
+    "render_spots",
     "simulate_dataset",
+    "space_group_of",
     "wilson_intensities",
 ]
 
@@ -336,56 +340,25 @@ def wilson_intensities(
 
 
 def model_intensities(path: str | Path, hkl: np.ndarray, sg: gemmi.SpaceGroup, d_min: float) -> np.ndarray:
-    """|F|² from a model for each P1 reflection (0 where the model has none).
+    """|F|² from a model (PDB/mmCIF or MTZ, read by ``jfjoch.io.models``) for each P1 reflection.
 
-    PDB/mmCIF: structure factors of the atomic model (gemmi DensityCalculatorX + FFT, to ``d_min``).
-    MTZ: the first of the columns I, IMEAN, I-obs, FC, F-model, FP, F (amplitudes are squared).
+    Each P1 reflection takes the value of its symmetry/Friedel orbit under the model's space group
+    (``sg`` when the file states none); 0 where the model has no value.
     """
-    path = Path(path)
-    try:
-        if path.suffix.lower() == ".mtz":
-            mtz = gemmi.read_mtz_file(str(path))
-            col = None
-            for name in ("I", "IMEAN", "I-obs", "FC", "F-model", "FP", "F", "F-obs"):
-                col = mtz.column_with_label(name)
-                if col is not None:
-                    break
-            if col is None:
-                raise InputError(f"{path}: no intensity or amplitude column (I, IMEAN, FC, F-model, FP, F)")
-            data = np.array(mtz, copy=False)
-            mhkl = data[:, :3].astype(np.int32)
-            vals = data[:, col.idx].astype(float)
-            ok = np.isfinite(vals)
-            mhkl, vals = mhkl[ok], vals[ok]
-            if col.type == "F":
-                vals = vals**2
-            msg = mtz.spacegroup or sg
-        else:
-            st = gemmi.read_structure(str(path))
-            st.setup_entities()
-            dc = gemmi.DensityCalculatorX()
-            dc.d_min = d_min
-            dc.grid.setup_from(st)
-            dc.put_model_density_on_grid(st[0])
-            grid = gemmi.transform_map_to_f_phi(dc.grid)
-            asu_data = grid.prepare_asu_data(dmin=d_min)
-            mhkl = np.asarray(asu_data.miller_array, np.int32)
-            vals = np.abs(np.asarray(asu_data.value_array)) ** 2
-            msg = sg
-    except InputError:
-        raise
-    except (RuntimeError, ValueError, OSError) as e:
-        raise InputError(f"cannot read model {path}: {e}") from None
-    mkeys = _asu_keys(mhkl, msg)
+    from .io.models import read_model_intensities
+
+    mhkl, vals, msg = read_model_intensities(path, d_min)
+    group = msg or sg
+    mkeys = _asu_keys(mhkl, group)
     order = np.argsort(mkeys)
     mkeys, vals = mkeys[order], vals[order]
-    keys = _asu_keys(hkl, sg)
-    pos = np.clip(np.searchsorted(mkeys, keys), 0, max(mkeys.size - 1, 0))
-    found = mkeys.size > 0
     out = np.zeros(len(hkl))
-    if found:
-        hit = mkeys[pos] == keys
-        out[hit] = vals[pos[hit]]
+    if mkeys.size == 0:
+        return out
+    keys = _asu_keys(hkl, group)
+    pos = np.clip(np.searchsorted(mkeys, keys), 0, mkeys.size - 1)
+    hit = mkeys[pos] == keys
+    out[hit] = vals[pos[hit]]
     return out
 
 
