@@ -156,6 +156,8 @@ def _centroid_errors(T, t, frames, image, min_photons, share=0.5):
         if not (2 <= ix < nx - 2 and 2 <= iy < ny - 2):
             continue
         sub = img[iy - 2 : iy + 3, ix - 2 : ix + 3]
+        if sub.sum() <= 0:  # in a module gap
+            continue
         errs.append(np.hypot((sub * gx).sum() / sub.sum() + ix - xx, (sub * gy).sum() / sub.sum() + iy - yy))
     return np.array(errs)
 

@@ -576,7 +576,6 @@ class Simulator:
             "xy": xy[order],
             "full": full[order],
             "lo": (phi - 4.5 * sig_phi)[order],
-            "hi_max": float((phi + 4.5 * sig_phi).max()) if phi.size else w0,
         }
 
     def _rotation_reflections(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
