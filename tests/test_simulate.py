@@ -571,3 +571,21 @@ def test_kernel_sparse_spot_path_equals_dense_expected():
     a = _core.sim_frame(bg, cls, xy, ph, 0.6, 5, 2, n_threads=2)
     b = _core.sim_frame(dense, cls, np.zeros((0, 2)), np.zeros(0), 0.6, 5, 2)
     np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.slow
+def test_4m_stills_truth_positions_and_mask(tmp_path):
+    """Full JUNGFRAU 4M frames: gaps 0, hot pixels saturated, strong spots on their predictions."""
+    T = _truth_module()
+    paths = simulate_dataset(
+        tmp_path / "x", detector="4M", mode="stills", n_images=2, distance_mm=120.0, noise=False,
+        background=0.0, water_ring=0.0, seed=5,
+    )  # fmt: skip
+    t = T.load(str(tmp_path))
+    frames = _frames(paths.master)
+    with h5py.File(paths.master, "r") as f:
+        mask = f["/entry/instrument/detector/detectorSpecific/pixel_mask"][()]
+    assert frames.shape == (2, 2164, 2068)
+    assert (frames[:, mask == 1] == 0).all() and (frames[:, mask == 256] == 32766).all()
+    errs = np.concatenate([_centroid_errors(T, t, frames, i, 300.0) for i in range(2)])
+    assert errs.size > 20 and np.median(errs) < 0.05 and np.mean(errs < 0.5) > 0.95
