@@ -7,7 +7,7 @@ bash scripts/setup.sh
 mkdir -p example
 master=../shared/data/hewl_rot1/hewl_rot1_master.h5
 if [ ! -f "$master" ]; then
-  jfjoch_simulate -o example/sim --detector 1M --mode rotation --images 40 --seed 1
+  jfjoch_simulate example/sim --detector 1M --mode rotation --images 40 --seed 1
   master=example/sim_master.h5
 fi
 jfjoch_process "$master" -R -S 96 -N 2 -o example/hewl_rot1

@@ -328,7 +328,7 @@ def find_spots_reference(image: np.ndarray, mask: np.ndarray, nsigma: float = 4.
 
 
 # Switch to the project's spot finder once jfjoch.spots lands on main: set this to True.
-USE_PROJECT_SPOT_FINDER = False
+USE_PROJECT_SPOT_FINDER = True
 
 
 def find_spots_xy(image: np.ndarray, mask: np.ndarray, t: dict) -> np.ndarray:
