@@ -589,3 +589,22 @@ def test_4m_stills_truth_positions_and_mask(tmp_path):
     assert (frames[:, mask == 1] == 0).all() and (frames[:, mask == 256] == 32766).all()
     errs = np.concatenate([_centroid_errors(T, t, frames, i, 300.0) for i in range(2)])
     assert errs.size > 20 and np.median(errs) < 0.05 and np.mean(errs < 0.5) > 0.95
+
+
+# ------------------------------------------------------------------------------------------------ pipeline
+
+
+def test_pipeline_indexes_simulated_stills_to_truth(tmp_path):
+    """jfjoch.process (spot finding + FFTW indexing) on simulated stills recovers the truth orientations."""
+    import jfjoch
+
+    truth = _truth_module()
+    out = simulate_dataset(tmp_path / "q", detector=(640, 640), mode="stills", n_images=4, seed=4, distance_mm=60.0)
+    res = jfjoch.process(str(out.master), output_prefix=str(tmp_path / "out"), indexing_algorithm="fftw")
+    t = truth.load(str(tmp_path))
+    n_ok = 0
+    for im in res.images:
+        if im.indexed and im.lattice is not None:
+            ok, angle = truth.misorientation(t["images"][im.number]["A_star_mid"], im.lattice)
+            n_ok += ok and angle < 0.3
+    assert n_ok >= 3
