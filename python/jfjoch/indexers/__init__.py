@@ -1,0 +1,1 @@
+"""Indexing algorithms, one module each."""
