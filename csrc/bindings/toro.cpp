@@ -30,6 +30,7 @@ void add_toro(py::module_& m) {
     py::class_<jfjoch::ToroSizes>(m, "ToroSizes")
         .def(py::init<>())
         .def_readwrite("max_spots", &jfjoch::ToroSizes::max_spots)
+        .def_readwrite("max_search_spots", &jfjoch::ToroSizes::max_search_spots)
         .def_readwrite("num_directions", &jfjoch::ToroSizes::num_directions)
         .def_readwrite("num_candidates", &jfjoch::ToroSizes::num_candidates)
         .def_readwrite("num_rotations", &jfjoch::ToroSizes::num_rotations)

@@ -29,7 +29,7 @@ Backend resolve_backend(Backend b) {
 }
 
 void check_sizes(const ToroSizes& z) {
-    if (z.max_spots < 3 || z.num_directions < 16 || z.num_candidates < 1 || z.num_rotations < 4 ||
+    if (z.max_spots < 3 || z.max_search_spots < 3 || z.num_directions < 16 || z.num_candidates < 1 || z.num_rotations < 4 ||
         z.num_top_vectors < 1 || z.num_cells < 1 || z.num_top_vectors > 3 * z.num_candidates ||
         z.num_cells > 2 * z.num_top_vectors)
         throw std::invalid_argument("toro: invalid sizes (need max_spots>=3, num_directions>=16, num_rotations>=4, "
@@ -140,19 +140,22 @@ ToroResult ToroIndexer::index(const float* s, int n, const double cell[9], const
         w.order[k] = k;
         w.sq[k] = s[3 * k] * s[3 * k] + s[3 * k + 1] * s[3 * k + 1] + s[3 * k + 2] * s[3 * k + 2];
     }
+    auto by_res = [&](int a, int b) { return w.sq[a] < w.sq[b] || (w.sq[a] == w.sq[b] && a < b); };
     if (m < n)
-        std::nth_element(w.order.begin(), w.order.begin() + m, w.order.end(),
-                         [&](int a, int b) { return w.sq[a] < w.sq[b] || (w.sq[a] == w.sq[b] && a < b); });
+        std::nth_element(w.order.begin(), w.order.begin() + m, w.order.end(), by_res);
+    std::sort(w.order.begin(), w.order.begin() + m, by_res);
     for (int k = 0; k < m; ++k) {
         const float* p = s + 3 * size_t(w.order[k]);
         w.sx[k] = p[0];
         w.sy[k] = p[1];
         w.sz[k] = p[2];
     }
-    toro::SpotsSoA sp{w.sx.data(), w.sy.data(), w.sz.data(), m};
+    toro::SpotsSoA sp_all{w.sx.data(), w.sy.data(), w.sz.data(), m};
+    const int ms = std::min(m, z.max_search_spots);
+    toro::SpotsSoA sp{w.sx.data(), w.sy.data(), w.sz.data(), ms}; // search: the lowest-resolution ms spots
 #ifdef JFJOCH_WITH_CUDA
     if (backend_ == Backend::CUDA)
-        toro::cuda_upload_spots(w.cuda, sp);
+        toro::cuda_upload_spots(w.cuda, sp_all);
 #endif
 
     // Length groups: vectors of equal length share one direction scan.
@@ -175,7 +178,7 @@ ToroResult ToroIndexer::index(const float* s, int n, const double cell[9], const
     const float vtrim2 = th.vector_trim * th.vector_trim;
 #ifdef JFJOCH_WITH_CUDA
     if (backend_ == Backend::CUDA)
-        toro::cuda_directions(w.cuda, m, glen, ngroups, N, vtrim2, w.dir_scores.data());
+        toro::cuda_directions(w.cuda, ms, glen, ngroups, N, vtrim2, w.dir_scores.data());
     else
 #endif
         toro::cpu_directions(sp, glen, ngroups, N, vtrim2, w.dir_scores.data());
@@ -196,7 +199,7 @@ ToroResult ToroIndexer::index(const float* s, int n, const double cell[9], const
     }
 #ifdef JFJOCH_WITH_CUDA
     if (backend_ == Backend::CUDA)
-        toro::cuda_refine_candidates(w.cuda, m, w.cands.data(), nc, vec_len, vtrim2, spacing,
+        toro::cuda_refine_candidates(w.cuda, ms, w.cands.data(), nc, vec_len, vtrim2, spacing,
                                      th.direction_refine_iterations);
     else
 #endif
@@ -209,11 +212,33 @@ ToroResult ToroIndexer::index(const float* s, int n, const double cell[9], const
                 w.cands[nc] = w.cands[c];
                 w.cands[nc++].vec = i;
             }
-    std::sort(w.cands.begin(), w.cands.begin() + nc, [](const toro::Candidate& a, const toro::Candidate& b) {
+    // Top vectors: round robin over the three cell vectors (best first within each), so that every cell
+    // vector gets rotation samples whatever the score scale of its length.
+    auto by_score = [](const toro::Candidate& a, const toro::Candidate& b) {
         return a.score < b.score || (a.score == b.score && a.vec < b.vec);
-    });
+    };
+    std::sort(w.cands.begin(), w.cands.begin() + nc, by_score);
     const int ntop = std::min(nc, z.num_top_vectors);
-    std::copy(w.cands.begin(), w.cands.begin() + ntop, w.top.begin());
+    {
+        int taken = 0, rank[3] = {0, 0, 0};
+        while (taken < ntop) {
+            bool any = false;
+            for (int i = 0; i < 3 && taken < ntop; ++i) {
+                // the rank[i]-th candidate of vector i
+                int seen = 0;
+                for (int c = 0; c < nc; ++c)
+                    if (w.cands[c].vec == i && seen++ == rank[i]) {
+                        w.top[taken++] = w.cands[c];
+                        ++rank[i];
+                        any = true;
+                        break;
+                    }
+            }
+            if (!any)
+                break;
+        }
+        std::sort(w.top.begin(), w.top.begin() + ntop, by_score);
+    }
     res.stage_seconds[1] = seconds_since(t0);
 
     // Rotations about the top vectors complete the orientation; best angle per (vector, sign) sweep.
@@ -222,7 +247,7 @@ ToroResult ToroIndexer::index(const float* s, int n, const double cell[9], const
     const float ctrim2 = th.cell_trim * th.cell_trim;
 #ifdef JFJOCH_WITH_CUDA
     if (backend_ == Backend::CUDA)
-        toro::cuda_rotations(w.cuda, m, Bf, w.top.data(), ntop, R, ctrim2, w.rot_scores.data());
+        toro::cuda_rotations(w.cuda, ms, Bf, w.top.data(), ntop, R, ctrim2, w.rot_scores.data());
     else
 #endif
         toro::cpu_rotations(sp, Bf, w.top.data(), ntop, R, ctrim2, w.rot_scores.data());
@@ -251,7 +276,7 @@ ToroResult ToroIndexer::index(const float* s, int n, const double cell[9], const
         toro::cuda_refine_cells(w.cuda, m, w.cells.data(), ncell, th, w.counts.data());
     else
 #endif
-        toro::cpu_refine_cells(sp, w.cells.data(), ncell, th, w.counts.data());
+        toro::cpu_refine_cells(sp_all, w.cells.data(), ncell, th, w.counts.data());
     int best = 0;
     for (int c = 1; c < ncell; ++c)
         if (w.counts[c] > w.counts[best] || (w.counts[c] == w.counts[best] && w.cell_scores[c] < w.cell_scores[best]))
@@ -260,7 +285,7 @@ ToroResult ToroIndexer::index(const float* s, int n, const double cell[9], const
     for (int r = 0; r < 3; ++r)
         for (int c = 0; c < 3; ++c)
             res.lattice[r][c] = L[3 * r + c];
-    res.score = w.cell_scores[best] / float(m);
+    res.score = w.cell_scores[best] / float(ms);
 
     // Per-spot assignment over all spots.
     int count = 0;

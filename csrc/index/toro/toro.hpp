@@ -23,12 +23,13 @@ namespace jfjoch {
 
 /// Sizes that fix the workspace (allocation-time settings).
 struct ToroSizes {
-    int max_spots = 300;       ///< spots used for the search (the lowest-resolution ones); all are assigned
+    int max_spots = 300;       ///< spots used in the cell refinement (the lowest-resolution ones); all are assigned
+    int max_search_spots = 128; ///< of these, the lowest-resolution ones used to score directions and rotations
     int num_directions = 32768; ///< samples of the half-sphere spiral per cell-vector length
     int num_candidates = 32;   ///< best directions kept (and locally refined) per cell vector
     int num_rotations = 720;   ///< samples of the rotation about a candidate (per sign), full turn
-    int num_top_vectors = 8;   ///< best refined candidate vectors (over all 3) whose rotations are sampled
-    int num_cells = 6;         ///< best candidate cells refined by least squares
+    int num_top_vectors = 12;  ///< best refined candidate vectors (over all 3) whose rotations are sampled
+    int num_cells = 12;        ///< best candidate cells refined by least squares
 };
 
 /// Per-call thresholds. Distances are in units of the lattice spacing (fractional Miller index).

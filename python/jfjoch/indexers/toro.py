@@ -24,7 +24,8 @@ class ToroSettings:
     """Settings of the TORO indexer (mirror of the C++ ``ToroSizes`` + ``ToroThresholds``).
 
     Sizes (fix the workspace; a change makes a new per-thread indexer):
-        max_spots: spots used in the search, the lowest-resolution ones (all spots are assigned).
+        max_spots: spots used in the cell refinement, the lowest-resolution ones (all spots are assigned).
+        max_search_spots: of those, the lowest-resolution ones that score directions and rotations.
         num_directions: samples of the half-sphere spiral per cell-vector length (spacing ≈ sqrt(2π/N) rad).
         num_candidates: best directions kept and refined per cell vector.
         num_rotations: samples of a full turn about a candidate vector (per sign of the vector).
@@ -45,11 +46,12 @@ class ToroSettings:
     """
 
     max_spots: int = 300
+    max_search_spots: int = 128
     num_directions: int = 32768
     num_candidates: int = 32
     num_rotations: int = 720
-    num_top_vectors: int = 8
-    num_cells: int = 6
+    num_top_vectors: int = 12
+    num_cells: int = 12
     vector_trim: float = 0.25
     cell_trim: float = 0.3
     direction_refine_iterations: int = 12
