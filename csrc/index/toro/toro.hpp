@@ -43,7 +43,7 @@ struct ToroThresholds {
     float indexed_threshold = 0.1f; ///< a spot is indexed when max |hkl - round(hkl)| < this
     int min_spots_ls = 6;          ///< a least-squares step needs at least this many spots
     int min_indexed = 9;           ///< ok needs at least this many indexed spots ...
-    float min_fraction = 0.3f;     ///< ... and at least this fraction of the spots indexed
+    float min_fraction = 0.35f;    ///< ... and at least this fraction of the spots indexed
     float max_cell_deviation = 0.05f; ///< ... and refined |a|,|b|,|c| within this relative deviation
 };
 

@@ -61,7 +61,7 @@ class ToroSettings:
     indexed_threshold: float = 0.1
     min_spots_ls: int = 6
     min_indexed: int = 9
-    min_fraction: float = 0.3
+    min_fraction: float = 0.35
     max_cell_deviation: float = 0.05
 
     _SIZE_FIELDS = (
