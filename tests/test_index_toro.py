@@ -172,7 +172,7 @@ def _stills_errors(images: range) -> list[float]:
 
 
 def test_simulated_stills_orientation():
-    errs = _stills_errors(range(0, 100, 5))
+    errs = _stills_errors(range(100))
     assert np.median(errs) <= 0.15, errs
 
 

@@ -8,6 +8,7 @@ described in docs/indexing_toro.md.
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -150,6 +151,7 @@ def cell_to_basis(cell: Sequence[float]) -> np.ndarray:
 
 
 _local = threading.local()
+_warned_fallback = False
 
 
 def _indexer(settings: ToroSettings, backend: str) -> _core.ToroIndexer:
@@ -163,6 +165,10 @@ def _indexer(settings: ToroSettings, backend: str) -> _core.ToroIndexer:
             ix = _core.ToroIndexer(settings._sizes(), backend)
         except (ValueError, RuntimeError) as e:
             raise UsageError(str(e)) from e
+        global _warned_fallback
+        if backend == "auto" and _core.cuda_compiled and ix.backend == "cpu" and not _warned_fallback:
+            _warned_fallback = True
+            warnings.warn("toro: no CUDA device, indexing on the CPU", RuntimeWarning, stacklevel=3)
         cache[key] = ix
     return ix
 
