@@ -63,7 +63,8 @@ void add_toro(py::module_& m) {
                                })
         .def(
             "index",
-            [](jfjoch::ToroIndexer& t, CArray<float> s, CArray<double> cell, const jfjoch::ToroThresholds& th) {
+            [](jfjoch::ToroIndexer& t, CArray<float> s, CArray<double> cell,
+               const jfjoch::ToroThresholds& th) {
                 require_2d(s, 3, "s");
                 if (cell.size() != 9)
                     throw std::invalid_argument("cell: expected 9 numbers (rows a, b, c)");
@@ -87,8 +88,8 @@ void add_toro(py::module_& m) {
                 d["n_indexed"] = r.indexed;
                 d["fraction"] = r.fraction;
                 d["ok"] = r.ok;
-                d["stage_seconds"] = py::make_tuple(r.stage_seconds[0], r.stage_seconds[1], r.stage_seconds[2],
-                                                    r.stage_seconds[3]);
+                d["stage_seconds"] = py::make_tuple(r.stage_seconds[0], r.stage_seconds[1],
+                                                    r.stage_seconds[2], r.stage_seconds[3]);
                 return d;
             },
             py::arg("s"), py::arg("cell"), py::arg("thresholds"));

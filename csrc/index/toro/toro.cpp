@@ -13,7 +13,9 @@ namespace jfjoch {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+double seconds_since(Clock::time_point t0) {
+    return std::chrono::duration<double>(Clock::now() - t0).count();
+}
 
 Backend resolve_backend(Backend b) {
     if (b == Backend::CPU)
@@ -29,21 +31,24 @@ Backend resolve_backend(Backend b) {
 }
 
 void check_sizes(const ToroSizes& z) {
-    if (z.max_spots < 3 || z.max_search_spots < 3 || z.num_directions < 16 || z.num_candidates < 1 || z.num_rotations < 4 ||
-        z.num_top_vectors < 1 || z.num_cells < 1 || z.num_top_vectors > 3 * z.num_candidates ||
-        z.num_cells > 2 * z.num_top_vectors)
-        throw std::invalid_argument("toro: invalid sizes (need max_spots>=3, num_directions>=16, num_rotations>=4, "
-                                    "1<=num_top_vectors<=3*num_candidates, 1<=num_cells<=2*num_top_vectors)");
+    if (z.max_spots < 3 || z.max_search_spots < 3 || z.num_directions < 16 || z.num_candidates < 1 ||
+        z.num_rotations < 4 || z.num_top_vectors < 1 || z.num_cells < 1 ||
+        z.num_top_vectors > 3 * z.num_candidates || z.num_cells > 2 * z.num_top_vectors)
+        throw std::invalid_argument(
+            "toro: invalid sizes (need max_spots>=3, num_directions>=16, num_rotations>=4, "
+            "1<=num_top_vectors<=3*num_candidates, 1<=num_cells<=2*num_top_vectors)");
 }
 
 void check_thresholds(const ToroThresholds& t) {
     auto in01 = [](float v) { return v > 0.0f && v <= 0.5f; };
-    if (!in01(t.vector_trim) || !(t.cell_trim > 0.0f && t.cell_trim <= 0.87f) || !in01(t.refine_threshold_start) ||
-        !in01(t.refine_threshold_end) || !in01(t.indexed_threshold) || t.direction_refine_iterations < 0 ||
-        t.refine_iterations < 0 || t.min_spots_ls < 4 || t.min_indexed < 0 || !(t.min_fraction >= 0.0f) ||
-        !(t.min_fraction <= 1.0f) || !(t.max_cell_deviation > 0.0f))
-        throw std::invalid_argument("toro: invalid thresholds (trims and thresholds in (0, 0.5], cell_trim in "
-                                    "(0, 0.87], min_spots_ls >= 4, min_fraction in [0, 1])");
+    if (!in01(t.vector_trim) || !(t.cell_trim > 0.0f && t.cell_trim <= 0.87f) ||
+        !in01(t.refine_threshold_start) || !in01(t.refine_threshold_end) || !in01(t.indexed_threshold) ||
+        t.direction_refine_iterations < 0 || t.refine_iterations < 0 || t.min_spots_ls < 4 ||
+        t.min_indexed < 0 || !(t.min_fraction >= 0.0f) || !(t.min_fraction <= 1.0f) ||
+        !(t.max_cell_deviation > 0.0f))
+        throw std::invalid_argument(
+            "toro: invalid thresholds (trims and thresholds in (0, 0.5], cell_trim in "
+            "(0, 0.87], min_spots_ls >= 4, min_fraction in [0, 1])");
 }
 
 /// Greedy selection of up to k lowest scores among the num_dir spiral directions of one length group,
@@ -100,8 +105,8 @@ ToroIndexer::~ToroIndexer() {
 #endif
 }
 
-ToroResult ToroIndexer::index(const float* s, int n, const double cell[9], const ToroThresholds& th, int32_t* hkl,
-                              uint8_t* indexed) {
+ToroResult ToroIndexer::index(const float* s, int n, const double cell[9], const ToroThresholds& th,
+                              int32_t* hkl, uint8_t* indexed) {
     check_thresholds(th);
     if (n < 0 || (n > 0 && s == nullptr))
         throw std::invalid_argument("toro: bad spot array");
@@ -163,7 +168,8 @@ ToroResult ToroIndexer::index(const float* s, int n, const double cell[9], const
     int group_of[3], rep[3], ngroups = 0;
     float glen[3];
     for (int i = 0; i < 3; ++i) {
-        vec_len[i] = std::sqrt(Bf[3 * i] * Bf[3 * i] + Bf[3 * i + 1] * Bf[3 * i + 1] + Bf[3 * i + 2] * Bf[3 * i + 2]);
+        vec_len[i] =
+            std::sqrt(Bf[3 * i] * Bf[3 * i] + Bf[3 * i + 1] * Bf[3 * i + 1] + Bf[3 * i + 2] * Bf[3 * i + 2]);
         group_of[i] = -1;
         for (int g = 0; g < ngroups; ++g)
             if (std::fabs(glen[g] - vec_len[i]) <= 1e-4f * vec_len[i])
@@ -203,7 +209,8 @@ ToroResult ToroIndexer::index(const float* s, int n, const double cell[9], const
                                      th.direction_refine_iterations);
     else
 #endif
-        toro::cpu_refine_candidates(sp, w.cands.data(), nc, vec_len, vtrim2, spacing, th.direction_refine_iterations);
+        toro::cpu_refine_candidates(sp, w.cands.data(), nc, vec_len, vtrim2, spacing,
+                                    th.direction_refine_iterations);
     // Expand group candidates to every cell vector of the group (all three vectors are hypotheses).
     const int ngc = nc;
     for (int c = 0; c < ngc; ++c)
@@ -279,7 +286,8 @@ ToroResult ToroIndexer::index(const float* s, int n, const double cell[9], const
         toro::cpu_refine_cells(sp_all, w.cells.data(), ncell, th, w.counts.data());
     int best = 0;
     for (int c = 1; c < ncell; ++c)
-        if (w.counts[c] > w.counts[best] || (w.counts[c] == w.counts[best] && w.cell_scores[c] < w.cell_scores[best]))
+        if (w.counts[c] > w.counts[best] ||
+            (w.counts[c] == w.counts[best] && w.cell_scores[c] < w.cell_scores[best]))
             best = c;
     const double* L = w.cells.data() + 9 * best;
     for (int r = 0; r < 3; ++r)
@@ -304,7 +312,8 @@ ToroResult ToroIndexer::index(const float* s, int n, const double cell[9], const
     res.fraction = float(count) / float(n);
     bool cell_ok = true;
     for (int r = 0; r < 3; ++r) {
-        double len = std::sqrt(L[3 * r] * L[3 * r] + L[3 * r + 1] * L[3 * r + 1] + L[3 * r + 2] * L[3 * r + 2]);
+        double len =
+            std::sqrt(L[3 * r] * L[3 * r] + L[3 * r + 1] * L[3 * r + 1] + L[3 * r + 2] * L[3 * r + 2]);
         if (!(std::fabs(len / vec_len[r] - 1.0) <= th.max_cell_deviation))
             cell_ok = false;
     }
@@ -313,7 +322,8 @@ ToroResult ToroIndexer::index(const float* s, int n, const double cell[9], const
     return res;
 }
 
-void toro_direction_scores_cpu(const float* s, int n, float len_A, int num_directions, float trim, float* out) {
+void toro_direction_scores_cpu(const float* s, int n, float len_A, int num_directions, float trim,
+                               float* out) {
     std::vector<float> x(n), y(n), z(n);
     for (int k = 0; k < n; ++k) {
         x[k] = s[3 * k];
@@ -331,7 +341,8 @@ float toro_direction_score_one(const float* s, int n, const float dir[3], float 
         y[k] = s[3 * k + 1];
         z[k] = s[3 * k + 2];
     }
-    return toro::direction_score(x.data(), y.data(), z.data(), n, Vec3f{dir[0], dir[1], dir[2]}, len_A, trim * trim);
+    return toro::direction_score(x.data(), y.data(), z.data(), n, Vec3f{dir[0], dir[1], dir[2]}, len_A,
+                                 trim * trim);
 }
 
 void toro_spiral(int j, int num_directions, float dir[3]) {

@@ -23,37 +23,38 @@ namespace jfjoch {
 
 /// Sizes that fix the workspace (allocation-time settings).
 struct ToroSizes {
-    int max_spots = 300;       ///< spots used in the cell refinement (the lowest-resolution ones); all are assigned
-    int max_search_spots = 128; ///< of these, the lowest-resolution ones used to score directions and rotations
+    int max_spots = 300; ///< spots used in the cell refinement (the lowest-resolution ones); all are assigned
+    int max_search_spots =
+        128; ///< of these, the lowest-resolution ones used to score directions and rotations
     int num_directions = 32768; ///< samples of the half-sphere spiral per cell-vector length
-    int num_candidates = 32;   ///< best directions kept (and locally refined) per cell vector
-    int num_rotations = 720;   ///< samples of the rotation about a candidate (per sign), full turn
-    int num_top_vectors = 12;  ///< best refined candidate vectors (over all 3) whose rotations are sampled
-    int num_cells = 12;        ///< best candidate cells refined by least squares
+    int num_candidates = 32;    ///< best directions kept (and locally refined) per cell vector
+    int num_rotations = 720;    ///< samples of the rotation about a candidate (per sign), full turn
+    int num_top_vectors = 12;   ///< best refined candidate vectors (over all 3) whose rotations are sampled
+    int num_cells = 12;         ///< best candidate cells refined by least squares
 };
 
 /// Per-call thresholds. Distances are in units of the lattice spacing (fractional Miller index).
 struct ToroThresholds {
-    float vector_trim = 0.25f;     ///< direction score: per-spot distance to integer capped at this
-    float cell_trim = 0.3f;        ///< cell score: per-spot |hkl - round(hkl)| capped at this
+    float vector_trim = 0.25f;            ///< direction score: per-spot distance to integer capped at this
+    float cell_trim = 0.3f;               ///< cell score: per-spot |hkl - round(hkl)| capped at this
     int direction_refine_iterations = 12; ///< pattern-search steps refining each candidate direction
-    int refine_iterations = 8;     ///< trimmed least-squares iterations on each candidate cell
-    float refine_threshold_start = 0.3f; ///< inclusion threshold of the first least-squares iteration
-    float refine_threshold_end = 0.1f;   ///< ... and of the last (geometric shrink in between)
-    float indexed_threshold = 0.1f; ///< a spot is indexed when max |hkl - round(hkl)| < this
-    int min_spots_ls = 6;          ///< a least-squares step needs at least this many spots
-    int min_indexed = 9;           ///< ok needs at least this many indexed spots ...
-    float min_fraction = 0.35f;    ///< ... and at least this fraction of the spots indexed
-    float max_cell_deviation = 0.05f; ///< ... and refined |a|,|b|,|c| within this relative deviation
+    int refine_iterations = 8;            ///< trimmed least-squares iterations on each candidate cell
+    float refine_threshold_start = 0.3f;  ///< inclusion threshold of the first least-squares iteration
+    float refine_threshold_end = 0.1f;    ///< ... and of the last (geometric shrink in between)
+    float indexed_threshold = 0.1f;       ///< a spot is indexed when max |hkl - round(hkl)| < this
+    int min_spots_ls = 6;                 ///< a least-squares step needs at least this many spots
+    int min_indexed = 9;                  ///< ok needs at least this many indexed spots ...
+    float min_fraction = 0.35f;           ///< ... and at least this fraction of the spots indexed
+    float max_cell_deviation = 0.05f;     ///< ... and refined |a|,|b|,|c| within this relative deviation
 };
 
 /// Result of one call. lattice: rows a, b, c (A) in the frame of s.
 struct ToroResult {
     double lattice[3][3] = {{0, 0, 0}, {0, 0, 0}, {0, 0, 0}};
-    float score = 0;      ///< mean trimmed cell score of the chosen cell before refinement (lower = better)
-    int indexed = 0;      ///< number of indexed spots
-    float fraction = 0;   ///< indexed / n
-    bool ok = false;      ///< enough spots indexed (min_indexed AND min_fraction) and cell not drifted
+    float score = 0;    ///< mean trimmed cell score of the chosen cell before refinement (lower = better)
+    int indexed = 0;    ///< number of indexed spots
+    float fraction = 0; ///< indexed / n
+    bool ok = false;    ///< enough spots indexed (min_indexed AND min_fraction) and cell not drifted
     double stage_seconds[4] = {0, 0, 0, 0}; ///< directions, candidate refinement, rotations, cell refinement
 };
 
@@ -84,7 +85,8 @@ class ToroIndexer {
 
 /// Direction-score loop alone (for tests): scores of the first `count` spiral samples of num_directions
 /// for a vector of length len_A; s is n x 3 (row-major). Runs the CPU loop.
-void toro_direction_scores_cpu(const float* s, int n, float len_A, int num_directions, float trim, float* out);
+void toro_direction_scores_cpu(const float* s, int n, float len_A, int num_directions, float trim,
+                               float* out);
 /// One direction scored by a direct call of the per-item function (for tests).
 float toro_direction_score_one(const float* s, int n, const float dir[3], float len_A, float trim);
 /// The j-th direction of the num_directions half-sphere spiral.

@@ -43,8 +43,8 @@ JFJOCH_HD float frac_distance(float p) {
 
 /// Direction score: sum over spots of min(d^2, trim2), d = distance of len * (s . dir) to the nearest
 /// integer. Lower is better; a random direction scores about n * E[min(d^2, trim2)].
-JFJOCH_HD float direction_score(const float* sx, const float* sy, const float* sz, int n, Vec3f dir, float len,
-                                float trim2) {
+JFJOCH_HD float direction_score(const float* sx, const float* sy, const float* sz, int n, Vec3f dir,
+                                float len, float trim2) {
     const float dx = dir.x * len, dy = dir.y * len, dz = dir.z * len;
     float acc[kLanes];
     for (int l = 0; l < kLanes; ++l)
@@ -76,8 +76,8 @@ JFJOCH_HD void orthonormal_frame(Vec3f dir, Vec3f& u, Vec3f& w) {
 
 /// Local refinement of a candidate direction by pattern search: try 8 directions at angle `step` (rad)
 /// around the current one, move to the best if it improves the score, else halve the step.
-JFJOCH_HD void refine_candidate(const float* sx, const float* sy, const float* sz, int n, Candidate& c, float len,
-                                float trim2, float step, int iterations) {
+JFJOCH_HD void refine_candidate(const float* sx, const float* sy, const float* sz, int n, Candidate& c,
+                                float len, float trim2, float step, int iterations) {
     Vec3f d{c.d[0], c.d[1], c.d[2]};
     float best = direction_score(sx, sy, sz, n, d, len, trim2);
     const float cs[8] = {1.0f, 0.70710678f, 0.0f, -0.70710678f, -1.0f, -0.70710678f, 0.0f, 0.70710678f};
@@ -141,7 +141,8 @@ JFJOCH_HD float cell_term(const float* L, float x, float y, float z, float trim2
 }
 
 /// Cell score: sum over spots of min(|hkl - round(hkl)|^2, trim2) with hkl = L s. Lower is better.
-JFJOCH_HD float cell_score(const float* sx, const float* sy, const float* sz, int n, const float* L, float trim2) {
+JFJOCH_HD float cell_score(const float* sx, const float* sy, const float* sz, int n, const float* L,
+                           float trim2) {
     float acc[kLanes];
     for (int l = 0; l < kLanes; ++l)
         acc[l] = 0.0f;
@@ -193,8 +194,9 @@ JFJOCH_HD double spot_residual(const double* L, double x, double y, double z, in
 JFJOCH_HD int refine_cell(const float* sx, const float* sy, const float* sz, int n, double* L, int iterations,
                           float thr_start, float thr_end, int min_spots, float indexed_threshold) {
     for (int it = 0; it < iterations; ++it) {
-        double thr = iterations > 1 ? thr_start * std::pow(double(thr_end) / thr_start, double(it) / (iterations - 1))
-                                    : thr_start;
+        double thr = iterations > 1
+                         ? thr_start * std::pow(double(thr_end) / thr_start, double(it) / (iterations - 1))
+                         : thr_start;
         Mat3d HtH{}; // sum h h^T
         Mat3d StH{}; // sum s h^T
         int count = 0;
