@@ -75,6 +75,28 @@ void select_directions(const float* scores, int num_dir, int k, float cos_min, s
     }
 }
 
+/// Deviation of a refined cell L (rows) from the given cell B (rows): the largest relative length change
+/// and the largest change of the cosine of an inter-axial angle.
+double cell_deviation(const double* L, const float* B) {
+    double ll[3], lb[3], dev = 0;
+    for (int r = 0; r < 3; ++r) {
+        ll[r] = std::sqrt(L[3 * r] * L[3 * r] + L[3 * r + 1] * L[3 * r + 1] + L[3 * r + 2] * L[3 * r + 2]);
+        lb[r] = std::sqrt(double(B[3 * r]) * B[3 * r] + double(B[3 * r + 1]) * B[3 * r + 1] +
+                          double(B[3 * r + 2]) * B[3 * r + 2]);
+        dev = std::max(dev, std::fabs(ll[r] / lb[r] - 1.0));
+    }
+    for (int i = 0; i < 3; ++i)
+        for (int j = i + 1; j < 3; ++j) {
+            double cl = (L[3 * i] * L[3 * j] + L[3 * i + 1] * L[3 * j + 1] + L[3 * i + 2] * L[3 * j + 2]) /
+                        (ll[i] * ll[j]);
+            double cb = (double(B[3 * i]) * B[3 * j] + double(B[3 * i + 1]) * B[3 * j + 1] +
+                         double(B[3 * i + 2]) * B[3 * j + 2]) /
+                        (lb[i] * lb[j]);
+            dev = std::max(dev, std::fabs(cl - cb));
+        }
+    return std::isfinite(dev) ? dev : 1e30;
+}
+
 } // namespace
 
 ToroIndexer::ToroIndexer(const ToroSizes& sizes, Backend backend)
@@ -284,11 +306,20 @@ ToroResult ToroIndexer::index(const float* s, int n, const double cell[9], const
     else
 #endif
         toro::cpu_refine_cells(sp_all, w.cells.data(), ncell, th, w.counts.data());
+    // Cells that drifted from the given cell rank after all others.
     int best = 0;
-    for (int c = 1; c < ncell; ++c)
-        if (w.counts[c] > w.counts[best] ||
-            (w.counts[c] == w.counts[best] && w.cell_scores[c] < w.cell_scores[best]))
+    bool best_valid = false;
+    for (int c = 0; c < ncell; ++c) {
+        bool valid = cell_deviation(w.cells.data() + 9 * c, Bf) <= th.max_cell_deviation;
+        bool better = c == 0 || (valid && !best_valid) ||
+                      (valid == best_valid &&
+                       (w.counts[c] > w.counts[best] ||
+                        (w.counts[c] == w.counts[best] && w.cell_scores[c] < w.cell_scores[best])));
+        if (better) {
             best = c;
+            best_valid = valid;
+        }
+    }
     const double* L = w.cells.data() + 9 * best;
     for (int r = 0; r < 3; ++r)
         for (int c = 0; c < 3; ++c)
@@ -310,13 +341,7 @@ ToroResult ToroIndexer::index(const float* s, int n, const double cell[9], const
     }
     res.indexed = count;
     res.fraction = float(count) / float(n);
-    bool cell_ok = true;
-    for (int r = 0; r < 3; ++r) {
-        double len =
-            std::sqrt(L[3 * r] * L[3 * r] + L[3 * r + 1] * L[3 * r + 1] + L[3 * r + 2] * L[3 * r + 2]);
-        if (!(std::fabs(len / vec_len[r] - 1.0) <= th.max_cell_deviation))
-            cell_ok = false;
-    }
+    const bool cell_ok = cell_deviation(L, Bf) <= th.max_cell_deviation;
     res.ok = cell_ok && count >= th.min_indexed && res.fraction >= th.min_fraction;
     res.stage_seconds[3] = seconds_since(t0);
     return res;

@@ -29,8 +29,8 @@ struct ToroSizes {
     int num_directions = 32768; ///< samples of the half-sphere spiral per cell-vector length
     int num_candidates = 32;    ///< best directions kept (and locally refined) per cell vector
     int num_rotations = 720;    ///< samples of the rotation about a candidate (per sign), full turn
-    int num_top_vectors = 12;   ///< best refined candidate vectors (over all 3) whose rotations are sampled
-    int num_cells = 12;         ///< best candidate cells refined by least squares
+    int num_top_vectors = 24;   ///< best refined candidate vectors (over all 3) whose rotations are sampled
+    int num_cells = 24;         ///< best candidate cells refined by least squares
 };
 
 /// Per-call thresholds. Distances are in units of the lattice spacing (fractional Miller index).
@@ -45,7 +45,8 @@ struct ToroThresholds {
     int min_spots_ls = 6;                 ///< a least-squares step needs at least this many spots
     int min_indexed = 9;                  ///< ok needs at least this many indexed spots ...
     float min_fraction = 0.35f;           ///< ... and at least this fraction of the spots indexed
-    float max_cell_deviation = 0.05f;     ///< ... and refined |a|,|b|,|c| within this relative deviation
+    float max_cell_deviation = 0.02f;     ///< ... and refined cell close to the given one:
+                                          ///< lengths within this relative change, cos(angles) within this
 };
 
 /// Result of one call. lattice: rows a, b, c (A) in the frame of s.

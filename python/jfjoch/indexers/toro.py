@@ -43,7 +43,9 @@ class ToroSettings:
         min_spots_ls: spots a least-squares step needs.
         min_indexed, min_fraction: the result is ``ok`` only with at least this many indexed spots AND
             at least this fraction of all spots indexed.
-        max_cell_deviation: ... and refined |a|, |b|, |c| within this relative deviation of the given cell.
+        max_cell_deviation: ... and the refined cell close to the given one: |a|, |b|, |c| within this
+            relative change and the cosines of the angles within this absolute change. Cells beyond it
+            rank after all others when the best of the refined candidate cells is chosen.
     """
 
     max_spots: int = 300
@@ -51,8 +53,8 @@ class ToroSettings:
     num_directions: int = 32768
     num_candidates: int = 32
     num_rotations: int = 720
-    num_top_vectors: int = 12
-    num_cells: int = 12
+    num_top_vectors: int = 24
+    num_cells: int = 24
     vector_trim: float = 0.25
     cell_trim: float = 0.3
     direction_refine_iterations: int = 12
@@ -63,7 +65,7 @@ class ToroSettings:
     min_spots_ls: int = 6
     min_indexed: int = 9
     min_fraction: float = 0.35
-    max_cell_deviation: float = 0.05
+    max_cell_deviation: float = 0.02
 
     _SIZE_FIELDS = (
         "max_spots",
