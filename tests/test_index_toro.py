@@ -185,3 +185,22 @@ def test_bad_input():
         index_toro(np.full((10, 3), np.nan), LYSO_CELL)
     r = index_toro(np.zeros((3, 3)), LYSO_CELL)  # too few spots: not ok, nothing indexed
     assert not r.ok and not r.indexed.any()
+
+
+def test_threads_give_the_same_results():
+    from concurrent.futures import ThreadPoolExecutor
+
+    lists = [load_spot_file(shared("ffbidx_spots", f"image{i}_local.txt"))[1] for i in range(4)]
+    seq = [index_toro(s, LYSO_CELL, backend="cpu") for s in lists]
+    with ThreadPoolExecutor(2) as ex:
+        par = list(ex.map(lambda s: index_toro(s, LYSO_CELL, backend="cpu"), lists))
+    for a, b in zip(seq, par, strict=True):
+        assert np.array_equal(a.lattice, b.lattice) and np.array_equal(a.hkl, b.hkl)
+
+
+@pytest.mark.skipif(_core.cuda_compiled, reason="CPU-only build behaviour")
+def test_cuda_request_in_cpu_build_is_a_usage_error():
+    from jfjoch.errors import UsageError
+
+    with pytest.raises(UsageError, match="CUDA"):
+        index_toro(np.zeros((10, 3)), LYSO_CELL, backend="cuda")
