@@ -30,6 +30,8 @@ MIN_INDEXED_SPOTS = 5
 """An image counts as indexed when at least this many spots ..."""
 MIN_INDEXED_FRACTION = 0.2
 """... and at least this fraction of its spots are indexed."""
+ROTATION_FFBIDX_SPOTS = 300
+"""Pooled first-pass spots handed to the known-cell indexer in rotation modes (an even subsample)."""
 
 
 def open_dataset(path: str | Path):
@@ -308,7 +310,12 @@ def _index_rotation(ds, exp: Experiment, opts: ProcessOptions, algo, results, su
         if not pooled:
             summary.notes.append("rotation indexing: no spots in the first pass")
             return
-        res = _index_still(np.concatenate(pooled), exp.unit_cell, exp.space_group, algo)
+        s_all = np.concatenate(pooled)
+        if algo == "ffbidx" and len(s_all) > ROTATION_FFBIDX_SPOTS:
+            # the known-cell indexer works on a few hundred spots: take an even subsample over the
+            # whole pool (all resolutions, all images), not the first or the lowest-resolution ones
+            s_all = s_all[np.linspace(0, len(s_all) - 1, ROTATION_FFBIDX_SPOTS).astype(int)]
+        res = _index_still(s_all, exp.unit_cell, exp.space_group, algo)
         if not res.ok:
             summary.notes.append("rotation indexing: the first pass found no lattice")
             return
