@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 
 import numpy as np
 import rich_click as click
@@ -96,7 +97,10 @@ def run(input_master: str, opts: ProcessOptions) -> ProcessResult:
                 tasks[stage] = bar.add_task(stage, total=total)
             bar.update(tasks[stage], completed=done)
 
-        result = process(input_master, opts, progress=progress)
+        with warnings.catch_warnings():
+            # library warnings (e.g. a GPU indexer running on the CPU) reach the user as the run's notes
+            warnings.simplefilter("ignore" if not opts.verbose else "default")
+            result = process(input_master, opts, progress=progress)
     print_summary(console, result, opts)
     return result
 
