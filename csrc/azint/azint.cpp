@@ -10,25 +10,6 @@ namespace jfjoch {
 
 namespace {
 
-bool use_cuda(Backend backend) {
-    switch (backend) {
-    case Backend::CPU:
-        return false;
-    case Backend::CUDA:
-        if (!cuda_compiled())
-            throw std::runtime_error(
-                "azimuthal integration: the CUDA backend was requested but this build has "
-                "no CUDA");
-        if (cuda_device_count() == 0)
-            throw std::runtime_error("azimuthal integration: the CUDA backend was requested but no CUDA "
-                                     "device is present");
-        return true;
-    case Backend::Auto:
-    default:
-        return cuda_compiled() && cuda_device_count() > 0;
-    }
-}
-
 void check_sizes(int64_t npix, int32_t n_bins) {
     if (npix < 0)
         throw std::invalid_argument("azimuthal integration: negative pixel count");
@@ -43,7 +24,7 @@ void integrate(const T* image, const int32_t* bin, const float* weight, int64_t 
     std::vector<double> sum(size_t(n_bins), 0.0);
     for (int32_t b = 0; b < n_bins; ++b)
         count_out[b] = 0;
-    if (use_cuda(backend))
+    if (use_cuda(backend, "azimuthal integration"))
         azint_detail::accumulate_cuda(image, bin, weight, npix, n_bins, saturation, sum.data(), count_out);
     else
         azint_detail::accumulate_cpu(image, bin, weight, npix, n_bins, saturation, sum.data(), count_out);
@@ -80,7 +61,7 @@ void azint_make_map(const DetectorGeometry& geom, int64_t nx, int64_t ny, const 
     azint_validate(settings);
     if (nx < 1 || ny < 1)
         throw std::invalid_argument("azimuthal integration: detector size must be positive");
-    if (use_cuda(backend))
+    if (use_cuda(backend, "azimuthal integration"))
         azint_detail::make_map_cuda(geom, nx, ny, mask, settings, bin_out, weight_out);
     else
         azint_detail::make_map_cpu(geom, nx, ny, mask, settings, bin_out, weight_out);

@@ -5,22 +5,13 @@
 
 #include "azint/azint.hpp"
 #include "bindings/common.hpp"
+#include "core/backend.hpp"
 
 namespace py = pybind11;
 using namespace jfjoch;
 using jfjoch::bind::CArray;
 
 namespace {
-
-Backend parse_backend(const std::string& name) {
-    if (name == "auto")
-        return Backend::Auto;
-    if (name == "cpu")
-        return Backend::CPU;
-    if (name == "cuda")
-        return Backend::CUDA;
-    throw std::invalid_argument("backend must be 'auto', 'cpu' or 'cuda', not '" + name + "'");
-}
 
 double corner_q(py::ssize_t nx, py::ssize_t ny, py::handle origin, py::handle fast, py::handle slow,
                 double pixel_mm, double wavelength_A) {
@@ -35,7 +26,7 @@ py::tuple make_map(py::object mask, py::ssize_t nx, py::ssize_t ny, py::handle o
     if (nx <= 0 || ny <= 0)
         throw std::invalid_argument("nx and ny must be positive");
     auto g = bind::make_geometry(origin, fast, slow, pixel_mm, wavelength_A);
-    const Backend b = parse_backend(backend);
+    const Backend b = jfjoch::parse_backend(backend);
     CArray<uint8_t> m;
     if (!mask.is_none()) {
         m = CArray<uint8_t>::ensure(mask);
@@ -61,7 +52,7 @@ py::tuple integrate(CArray<T> image, CArray<int32_t> bin, CArray<float> weight, 
         throw std::invalid_argument("image, bin and weight must have the same number of pixels");
     if (n_bins < 1)
         throw std::invalid_argument("n_bins must be >= 1");
-    const Backend b = parse_backend(backend);
+    const Backend b = jfjoch::parse_backend(backend);
     py::array_t<double> mean(n_bins);
     py::array_t<int64_t> count(n_bins);
     const T* ip = image.data();

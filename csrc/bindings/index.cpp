@@ -5,6 +5,7 @@
 #include <string>
 
 #include "bindings/common.hpp"
+#include "core/backend.hpp"
 #include "index/fft/fft.hpp"
 #include "index/lattice/lattice.hpp"
 
@@ -13,16 +14,6 @@ using jfjoch::bind::CArray;
 using jfjoch::bind::require_2d;
 
 namespace {
-
-jfjoch::Backend parse_backend(const std::string& b) {
-    if (b == "cpu")
-        return jfjoch::Backend::CPU;
-    if (b == "cuda")
-        return jfjoch::Backend::CUDA;
-    if (b == "auto")
-        return jfjoch::Backend::Auto;
-    throw std::invalid_argument("backend must be 'cpu', 'cuda' or 'auto'");
-}
 
 jfjoch::Mat3d to_mat(const CArray<double>& a) {
     if (a.ndim() != 2 || a.shape(0) != 3 || a.shape(1) != 3)
@@ -64,7 +55,7 @@ void add_index(py::module_& m) {
             st.refine_cycles = refine_cycles;
             st.min_indexed = min_indexed;
             st.min_indexed_fraction = min_indexed_fraction;
-            const auto be = parse_backend(backend);
+            const auto be = jfjoch::parse_backend(backend);
             const size_t n = size_t(s.shape(0));
             py::array_t<int32_t> hkl({py::ssize_t(n), py::ssize_t(3)});
             py::array_t<bool> indexed{py::ssize_t(n)};

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "bindings/common.hpp"
+#include "core/backend.hpp"
 #include "simulate/simulate.hpp"
 
 namespace py = pybind11;
@@ -10,16 +11,6 @@ using namespace jfjoch;
 using jfjoch::bind::CArray;
 
 namespace {
-
-Backend parse_backend(const std::string& b) {
-    if (b == "cpu")
-        return Backend::CPU;
-    if (b == "cuda")
-        return Backend::CUDA;
-    if (b == "auto")
-        return Backend::Auto;
-    throw std::invalid_argument("backend must be 'cpu', 'cuda' or 'auto'");
-}
 
 SimFrameSettings make_settings(uint64_t seed, uint64_t frame, bool noise, int32_t saturation, double psf,
                                int32_t n_threads = 1) {
@@ -47,7 +38,7 @@ py::array_t<float> sim_expected_py(CArray<float> background, CArray<double> xy, 
     const py::ssize_t ny = background.shape(0), nx = background.shape(1);
     py::array_t<float> out({ny, nx});
     auto s = make_settings(0, 0, false, 1, psf_sigma_px);
-    const Backend be = parse_backend(backend);
+    const Backend be = jfjoch::parse_backend(backend);
     {
         py::gil_scoped_release release;
         sim_expected(background.data(), nx, ny, xy.data(), photons.data(), xy.shape(0), s, out.mutable_data(),
@@ -67,7 +58,7 @@ py::array_t<int32_t> sim_frame_py(CArray<float> background, CArray<uint8_t> pixe
     const py::ssize_t ny = background.shape(0), nx = background.shape(1);
     py::array_t<int32_t> out({ny, nx});
     auto s = make_settings(seed, frame, noise, saturation, psf_sigma_px, n_threads);
-    const Backend be = parse_backend(backend);
+    const Backend be = jfjoch::parse_backend(backend);
     {
         py::gil_scoped_release release;
         sim_frame(background.data(), pixel_class.data(), nx, ny, xy.data(), photons.data(), xy.shape(0), s,

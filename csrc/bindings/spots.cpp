@@ -4,6 +4,7 @@
 #include <string>
 
 #include "bindings/common.hpp"
+#include "core/backend.hpp"
 #include "spots/spots.hpp"
 
 namespace py = pybind11;
@@ -11,16 +12,6 @@ using namespace jfjoch;
 using jfjoch::bind::CArray;
 
 namespace {
-
-Backend parse_backend(const std::string& name) {
-    if (name == "auto")
-        return Backend::Auto;
-    if (name == "cpu")
-        return Backend::CPU;
-    if (name == "cuda")
-        return Backend::CUDA;
-    throw std::invalid_argument("backend must be 'auto', 'cpu' or 'cuda', not '" + name + "'");
-}
 
 void require_image(const py::array& a, const char* name) {
     if (a.ndim() != 2)
@@ -60,7 +51,7 @@ py::tuple find(CArray<int32_t> image, CArray<uint8_t> flags, int32_t saturation,
     require_image(image, "image");
     require_same_shape(image, flags, "flags");
     auto g = bind::make_geometry(origin, fast, slow, pixel_mm, wavelength_A);
-    const Backend b = parse_backend(backend);
+    const Backend b = jfjoch::parse_backend(backend);
     SpotFinderResult r;
     {
         py::gil_scoped_release release;
@@ -92,7 +83,7 @@ py::array_t<uint8_t> strong_map(CArray<int32_t> image, CArray<uint8_t> flags, in
                                 const SpotFinderSettings& settings, const std::string& backend) {
     require_image(image, "image");
     require_same_shape(image, flags, "flags");
-    const Backend b = parse_backend(backend);
+    const Backend b = jfjoch::parse_backend(backend);
     py::array_t<uint8_t> out({image.shape(0), image.shape(1)});
     uint8_t* o = out.mutable_data();
     {

@@ -6,25 +6,12 @@
 #include <string>
 
 #include "bindings/common.hpp"
+#include "core/backend.hpp"
 #include "index/toro/toro.hpp"
 
 namespace py = pybind11;
 using jfjoch::bind::CArray;
 using jfjoch::bind::require_2d;
-
-namespace {
-
-jfjoch::Backend parse_backend(const std::string& b) {
-    if (b == "auto")
-        return jfjoch::Backend::Auto;
-    if (b == "cpu")
-        return jfjoch::Backend::CPU;
-    if (b == "cuda")
-        return jfjoch::Backend::CUDA;
-    throw std::invalid_argument("backend must be 'auto', 'cpu' or 'cuda'");
-}
-
-} // namespace
 
 void add_toro(py::module_& m) {
     py::class_<jfjoch::ToroSizes>(m, "ToroSizes")
@@ -53,7 +40,7 @@ void add_toro(py::module_& m) {
 
     py::class_<jfjoch::ToroIndexer>(m, "ToroIndexer")
         .def(py::init([](const jfjoch::ToroSizes& sizes, const std::string& backend) {
-                 return new jfjoch::ToroIndexer(sizes, parse_backend(backend));
+                 return new jfjoch::ToroIndexer(sizes, jfjoch::parse_backend(backend));
              }),
              py::arg("sizes"), py::arg("backend") = "auto")
         .def_property_readonly("backend",

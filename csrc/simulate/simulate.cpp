@@ -22,23 +22,6 @@ void frame_cuda(const float* background, const uint8_t* pixel_class, int64_t nx,
 
 namespace {
 
-bool use_cuda(Backend backend) {
-    switch (backend) {
-    case Backend::CPU:
-        return false;
-    case Backend::CUDA:
-        if (!cuda_compiled())
-            throw std::runtime_error("simulator: the CUDA backend was requested but this build has no CUDA");
-        if (cuda_device_count() == 0)
-            throw std::runtime_error(
-                "simulator: the CUDA backend was requested but no CUDA device is present");
-        return true;
-    case Backend::Auto:
-    default:
-        return cuda_compiled() && cuda_device_count() > 0;
-    }
-}
-
 void validate(int64_t nx, int64_t ny, int64_t n_spots, const SimFrameSettings& s) {
     if (nx <= 0 || ny <= 0 || n_spots < 0)
         throw std::invalid_argument("simulator: bad image or spot-list size");
@@ -56,7 +39,7 @@ void sim_expected(const float* background, int64_t nx, int64_t ny, const double*
                   int64_t n_spots, const SimFrameSettings& settings, float* expected, Backend backend) {
     validate(nx, ny, n_spots, settings);
 #ifdef JFJOCH_WITH_CUDA
-    if (use_cuda(backend)) {
+    if (use_cuda(backend, "simulator")) {
         std::vector<uint8_t> cls(size_t(nx * ny), SimPixelNormal);
         std::vector<int32_t> counts(size_t(nx * ny));
         sim_detail::frame_cuda(background, cls.data(), nx, ny, xy, photons, n_spots, settings, expected,
@@ -64,7 +47,7 @@ void sim_expected(const float* background, int64_t nx, int64_t ny, const double*
         return;
     }
 #else
-    use_cuda(backend);
+    use_cuda(backend, "simulator");
 #endif
     sim_detail::expected_cpu(background, nx, ny, xy, photons, n_spots, settings, expected);
 }
@@ -74,13 +57,13 @@ void sim_frame(const float* background, const uint8_t* pixel_class, int64_t nx, 
                Backend backend) {
     validate(nx, ny, n_spots, settings);
 #ifdef JFJOCH_WITH_CUDA
-    if (use_cuda(backend)) {
+    if (use_cuda(backend, "simulator")) {
         sim_detail::frame_cuda(background, pixel_class, nx, ny, xy, photons, n_spots, settings, nullptr,
                                counts);
         return;
     }
 #else
-    use_cuda(backend);
+    use_cuda(backend, "simulator");
 #endif
     sim_detail::frame_cpu(background, pixel_class, nx, ny, xy, photons, n_spots, settings, counts);
 }

@@ -9,24 +9,6 @@ namespace jfjoch {
 
 namespace {
 
-bool use_cuda(Backend backend) {
-    switch (backend) {
-    case Backend::CPU:
-        return false;
-    case Backend::CUDA:
-        if (!cuda_compiled())
-            throw std::runtime_error(
-                "spot finder: the CUDA backend was requested but this build has no CUDA");
-        if (cuda_device_count() == 0)
-            throw std::runtime_error(
-                "spot finder: the CUDA backend was requested but no CUDA device is present");
-        return true;
-    case Backend::Auto:
-    default:
-        return cuda_compiled() && cuda_device_count() > 0;
-    }
-}
-
 // Host-side list of the strong pixels from a strong-pixel map (CUDA path), values from the image.
 void list_from_map(const uint8_t* map, const int32_t* image, int64_t npix, spots_detail::StrongPixels& sp) {
     sp.index.clear();
@@ -47,7 +29,7 @@ SpotFinderResult find_spots(const int32_t* image, const uint8_t* flags, int64_t 
                             const SpotFinderSettings& settings, Backend backend) {
     spots_detail::validate(settings, nx, ny);
     spots_detail::StrongPixels sp;
-    if (use_cuda(backend)) {
+    if (use_cuda(backend, "spot finder")) {
         std::vector<uint8_t> map(size_t(nx * ny));
         spots_detail::strong_map_cuda(image, flags, nx, ny, saturation, settings, map.data(), sp);
         list_from_map(map.data(), image, nx * ny, sp);
@@ -63,7 +45,7 @@ void strong_pixel_map(const int32_t* image, const uint8_t* flags, int64_t nx, in
                       const SpotFinderSettings& settings, uint8_t* map_out, Backend backend) {
     spots_detail::validate(settings, nx, ny);
     spots_detail::StrongPixels sp;
-    if (use_cuda(backend)) {
+    if (use_cuda(backend, "spot finder")) {
         spots_detail::strong_map_cuda(image, flags, nx, ny, saturation, settings, map_out, sp);
         return;
     }
