@@ -51,7 +51,8 @@ void add_codec(py::module_& m) {
             jfjoch::codec::bitshuffle_decompress(src, in_size, dst, out_size, es, c);
         },
         py::arg("chunk"), py::arg("out"), py::arg("codec") = "lz4",
-        "Decode one bitshuffle chunk (bytes-like, as from read_direct_chunk) into out (C-contiguous; its itemsize "
+        "Decode one bitshuffle chunk (bytes-like, as from read_direct_chunk) into out (C-contiguous; its "
+        "itemsize "
         "is the element size and its nbytes must equal the chunk's size). codec: 'lz4'/'zstd' or mode 2/3. "
         "Raises CorruptChunkError (a ValueError) on malformed input.");
 
@@ -78,7 +79,8 @@ void add_codec(py::module_& m) {
             return py::bytes(reinterpret_cast<const char*>(out.get()), used);
         },
         py::arg("arr"), py::arg("codec") = "lz4", py::arg("level") = 0, py::arg("block_size") = 0,
-        "Encode a C-contiguous array as one bitshuffle chunk (HDF5 filter 32008 format, for write_direct_chunk). "
+        "Encode a C-contiguous array as one bitshuffle chunk (HDF5 filter 32008 format, for "
+        "write_direct_chunk). "
         "level: Zstd level (0 = 3) or LZ4 acceleration; block_size in elements (0 = bitshuffle default).");
 
     m.def(

@@ -6,11 +6,19 @@ namespace jfjoch {
 
 #ifdef JFJOCH_WITH_CUDA
 int cuda_device_count_impl(); // core/backend_cuda.cu
-int cuda_device_count() { return cuda_device_count_impl(); }
-bool cuda_compiled() { return true; }
+int cuda_device_count() {
+    return cuda_device_count_impl();
+}
+bool cuda_compiled() {
+    return true;
+}
 #else
-int cuda_device_count() { return 0; }
-bool cuda_compiled() { return false; }
+int cuda_device_count() {
+    return 0;
+}
+bool cuda_compiled() {
+    return false;
+}
 #endif
 
 Backend parse_backend(const std::string& name) {
@@ -29,7 +37,8 @@ bool use_cuda(Backend backend, const char* what) {
         return false;
     case Backend::CUDA:
         if (!cuda_compiled())
-            throw std::runtime_error(std::string(what) + ": the CUDA backend was requested but this build has no CUDA");
+            throw std::runtime_error(std::string(what) +
+                                     ": the CUDA backend was requested but this build has no CUDA");
         if (cuda_device_count() == 0)
             throw std::runtime_error(std::string(what) +
                                      ": the CUDA backend was requested but no CUDA device is present");
