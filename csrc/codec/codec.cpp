@@ -66,7 +66,6 @@ void transpose_bitrows(const std::uint8_t* in, std::uint8_t* out, std::size_t ro
             out[g * rows + r] = in[r * cols + g];
 }
 
-
 #if defined(__SSE2__)
 /// 8 rows x 16 columns of bytes (row stride ld) -> v[p] = columns 2p and 2p+1, 8 bytes (rows 0..7) each.
 inline void transpose_8x16(const std::uint8_t* in, std::size_t ld, __m128i v[8]) {
@@ -189,9 +188,10 @@ __attribute__((target("avx2"))) void bitunshuffle_avx2(const std::uint8_t* in, s
             for (int p = 0; p < 8; ++p) {
                 std::uint8_t* c0 = dst + 8 * (2 * p) * 4;      // column 2p (lane 0)
                 std::uint8_t* c1 = dst + 8 * (16 + 2 * p) * 4; // column 16 + 2p (lane 1)
-                store_bits_es4(_mm256_unpacklo_epi64(va[p], vb[p]), _mm256_unpacklo_epi64(vc[p], vd[p]), c0, c1);
-                store_bits_es4(_mm256_unpackhi_epi64(va[p], vb[p]), _mm256_unpackhi_epi64(vc[p], vd[p]), c0 + 32,
-                               c1 + 32);
+                store_bits_es4(_mm256_unpacklo_epi64(va[p], vb[p]), _mm256_unpacklo_epi64(vc[p], vd[p]), c0,
+                               c1);
+                store_bits_es4(_mm256_unpackhi_epi64(va[p], vb[p]), _mm256_unpackhi_epi64(vc[p], vd[p]),
+                               c0 + 32, c1 + 32);
             }
         }
         return;
@@ -333,8 +333,8 @@ std::uint64_t chunk_uncompressed_size(const std::uint8_t* in, std::size_t in_siz
     return read_be64(in);
 }
 
-void bitshuffle_decompress(const std::uint8_t* in, std::size_t in_size, std::uint8_t* out, std::size_t out_size,
-                           std::size_t es, Compression compression) {
+void bitshuffle_decompress(const std::uint8_t* in, std::size_t in_size, std::uint8_t* out,
+                           std::size_t out_size, std::size_t es, Compression compression) {
     if (es == 0 || out_size % es != 0)
         throw std::invalid_argument("output size is not a multiple of the element size");
     if (compression != Compression::LZ4 && compression != Compression::Zstd)
@@ -380,11 +380,12 @@ void bitshuffle_decompress(const std::uint8_t* in, std::size_t in_size, std::uin
         const std::uint32_t csize = read_be32(in + pos);
         pos += 4;
         if (csize > in_size - pos)
-            throw CorruptChunk("bitshuffle block " + std::to_string(index) + " claims " + std::to_string(csize) +
-                               " bytes, only " + std::to_string(in_size - pos) + " left");
+            throw CorruptChunk("bitshuffle block " + std::to_string(index) + " claims " +
+                               std::to_string(csize) + " bytes, only " + std::to_string(in_size - pos) +
+                               " left");
         if (compression == Compression::LZ4) {
-            const int got = LZ4_decompress_safe(reinterpret_cast<const char*>(in + pos), reinterpret_cast<char*>(tmp),
-                                                int(csize), int(nbytes));
+            const int got = LZ4_decompress_safe(reinterpret_cast<const char*>(in + pos),
+                                                reinterpret_cast<char*>(tmp), int(csize), int(nbytes));
             if (got != int(nbytes))
                 throw CorruptChunk("LZ4 error in bitshuffle block " + std::to_string(index));
         } else {
@@ -411,8 +412,9 @@ void bitshuffle_decompress(const std::uint8_t* in, std::size_t in_size, std::uin
 std::size_t bitshuffle_compress_bound(std::size_t n_elem, std::size_t es, const EncodeSettings& s) {
     const std::size_t bs = s.block_size ? s.block_size : default_block_size(es);
     const std::size_t n_blocks = n_elem / bs + 1;
-    const std::size_t per_block = s.compression == Compression::LZ4 ? std::size_t(LZ4_compressBound(int(bs * es)))
-                                                                    : ZSTD_compressBound(bs * es);
+    const std::size_t per_block = s.compression == Compression::LZ4
+                                      ? std::size_t(LZ4_compressBound(int(bs * es)))
+                                      : ZSTD_compressBound(bs * es);
     return kHeader + n_blocks * (4 + per_block) + kBlockedMult * es;
 }
 
@@ -447,11 +449,12 @@ std::size_t bitshuffle_compress(const std::uint8_t* in, std::size_t n_elem, std:
         std::size_t csize;
         if (s.compression == Compression::LZ4) {
             const int cap = int(std::min<std::size_t>(out_cap - pos - 4, 0x7FFFFFFF));
-            const int c = s.level > 1 ? LZ4_compress_fast(reinterpret_cast<const char*>(tmp.get()),
-                                                          reinterpret_cast<char*>(out + pos + 4), int(nbytes), cap,
-                                                          s.level)
-                                      : LZ4_compress_default(reinterpret_cast<const char*>(tmp.get()),
-                                                             reinterpret_cast<char*>(out + pos + 4), int(nbytes), cap);
+            const int c =
+                s.level > 1
+                    ? LZ4_compress_fast(reinterpret_cast<const char*>(tmp.get()),
+                                        reinterpret_cast<char*>(out + pos + 4), int(nbytes), cap, s.level)
+                    : LZ4_compress_default(reinterpret_cast<const char*>(tmp.get()),
+                                           reinterpret_cast<char*>(out + pos + 4), int(nbytes), cap);
             if (c <= 0)
                 throw std::runtime_error("LZ4 compression failed");
             csize = std::size_t(c);

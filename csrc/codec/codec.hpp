@@ -29,7 +29,7 @@ class CorruptChunk : public std::runtime_error {
 /// Settings of the encoder.
 struct EncodeSettings {
     Compression compression = Compression::LZ4;
-    int level = 0;           ///< Zstd level (0 = zstd default 3); LZ4: acceleration (<= 1: LZ4_compress_default)
+    int level = 0; ///< Zstd level (0 = zstd default 3); LZ4: acceleration (<= 1: LZ4_compress_default)
     std::size_t block_size = 0; ///< elements per block; 0 = the bitshuffle default for elem_size
 };
 
@@ -41,13 +41,14 @@ std::uint64_t chunk_uncompressed_size(const std::uint8_t* in, std::size_t in_siz
 
 /// Decode one chunk into out (out_size bytes, must equal the header's size; a multiple of elem_size).
 /// Throws CorruptChunk on malformed input; never reads or writes out of bounds.
-void bitshuffle_decompress(const std::uint8_t* in, std::size_t in_size, std::uint8_t* out, std::size_t out_size,
-                           std::size_t elem_size, Compression compression);
+void bitshuffle_decompress(const std::uint8_t* in, std::size_t in_size, std::uint8_t* out,
+                           std::size_t out_size, std::size_t elem_size, Compression compression);
 
 /// Upper bound of the encoded size of n_elem elements of elem_size bytes.
 std::size_t bitshuffle_compress_bound(std::size_t n_elem, std::size_t elem_size, const EncodeSettings& s);
 
-/// Encode n_elem elements into out (capacity out_cap >= bitshuffle_compress_bound); returns the bytes written.
+/// Encode n_elem elements into out (capacity out_cap >= bitshuffle_compress_bound); returns the bytes
+/// written.
 std::size_t bitshuffle_compress(const std::uint8_t* in, std::size_t n_elem, std::size_t elem_size,
                                 std::uint8_t* out, std::size_t out_cap, const EncodeSettings& s);
 

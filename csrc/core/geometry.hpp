@@ -49,7 +49,7 @@ template <typename T> JFJOCH_HD T pixel_to_resolution(const DetectorGeometry& g,
 /// (scatters away from the detector). Pixel coordinates are not clipped to the detector size.
 template <typename T> JFJOCH_HD bool recip_to_pixel(const DetectorGeometry& g, Vec3T<T> s, T& x, T& y) {
     Vec3d k{double(s.x), double(s.y), double(s.z) + 1.0 / g.wavelength_A}; // direction of the scattered ray
-    Vec3d n = cross(g.fast, g.slow);                                      // detector normal
+    Vec3d n = cross(g.fast, g.slow);                                       // detector normal
     double denom = dot(k, n);
     double t_num = dot(g.origin_mm, n);
     if (denom == 0.0)

@@ -12,16 +12,30 @@ template <typename T> struct Vec3T {
 using Vec3f = Vec3T<float>;
 using Vec3d = Vec3T<double>;
 
-template <typename T> JFJOCH_HD Vec3T<T> operator+(Vec3T<T> a, Vec3T<T> b) { return {a.x + b.x, a.y + b.y, a.z + b.z}; }
-template <typename T> JFJOCH_HD Vec3T<T> operator-(Vec3T<T> a, Vec3T<T> b) { return {a.x - b.x, a.y - b.y, a.z - b.z}; }
-template <typename T> JFJOCH_HD Vec3T<T> operator*(T s, Vec3T<T> a) { return {s * a.x, s * a.y, s * a.z}; }
-template <typename T> JFJOCH_HD Vec3T<T> operator*(Vec3T<T> a, T s) { return {s * a.x, s * a.y, s * a.z}; }
-template <typename T> JFJOCH_HD T dot(Vec3T<T> a, Vec3T<T> b) { return a.x * b.x + a.y * b.y + a.z * b.z; }
+template <typename T> JFJOCH_HD Vec3T<T> operator+(Vec3T<T> a, Vec3T<T> b) {
+    return {a.x + b.x, a.y + b.y, a.z + b.z};
+}
+template <typename T> JFJOCH_HD Vec3T<T> operator-(Vec3T<T> a, Vec3T<T> b) {
+    return {a.x - b.x, a.y - b.y, a.z - b.z};
+}
+template <typename T> JFJOCH_HD Vec3T<T> operator*(T s, Vec3T<T> a) {
+    return {s * a.x, s * a.y, s * a.z};
+}
+template <typename T> JFJOCH_HD Vec3T<T> operator*(Vec3T<T> a, T s) {
+    return {s * a.x, s * a.y, s * a.z};
+}
+template <typename T> JFJOCH_HD T dot(Vec3T<T> a, Vec3T<T> b) {
+    return a.x * b.x + a.y * b.y + a.z * b.z;
+}
 template <typename T> JFJOCH_HD Vec3T<T> cross(Vec3T<T> a, Vec3T<T> b) {
     return {a.y * b.z - a.z * b.y, a.z * b.x - a.x * b.z, a.x * b.y - a.y * b.x};
 }
-template <typename T> JFJOCH_HD T norm(Vec3T<T> a) { return std::sqrt(dot(a, a)); }
-template <typename T> JFJOCH_HD Vec3T<T> normalized(Vec3T<T> a) { return (T(1) / norm(a)) * a; }
+template <typename T> JFJOCH_HD T norm(Vec3T<T> a) {
+    return std::sqrt(dot(a, a));
+}
+template <typename T> JFJOCH_HD Vec3T<T> normalized(Vec3T<T> a) {
+    return (T(1) / norm(a)) * a;
+}
 
 /// Row-major 3x3 matrix: m[r][c].
 template <typename T> struct Mat3T {
@@ -31,7 +45,8 @@ using Mat3f = Mat3T<float>;
 using Mat3d = Mat3T<double>;
 
 template <typename T> JFJOCH_HD Vec3T<T> operator*(const Mat3T<T>& a, Vec3T<T> v) {
-    return {a.m[0][0] * v.x + a.m[0][1] * v.y + a.m[0][2] * v.z, a.m[1][0] * v.x + a.m[1][1] * v.y + a.m[1][2] * v.z,
+    return {a.m[0][0] * v.x + a.m[0][1] * v.y + a.m[0][2] * v.z,
+            a.m[1][0] * v.x + a.m[1][1] * v.y + a.m[1][2] * v.z,
             a.m[2][0] * v.x + a.m[2][1] * v.y + a.m[2][2] * v.z};
 }
 template <typename T> JFJOCH_HD Mat3T<T> operator*(const Mat3T<T>& a, const Mat3T<T>& b) {
