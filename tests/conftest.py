@@ -25,3 +25,15 @@ def shared_data() -> Path:
     if not SHARED_DATA.exists():
         pytest.skip("shared data not found")
     return SHARED_DATA
+
+
+def truth_module():
+    """shared/checks/truth.py (prediction and misorientation helpers, independent of the project)."""
+    import importlib.util
+
+    if not (SHARED_CHECKS / "truth.py").exists():
+        pytest.skip("shared/checks/truth.py not found")
+    spec = importlib.util.spec_from_file_location("truth", SHARED_CHECKS / "truth.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

@@ -12,7 +12,7 @@ import pytest
 
 from jfjoch.cli.process import main
 
-from .conftest import SHARED_CHECKS, shared
+from .conftest import SHARED_CHECKS, shared, truth_module
 
 
 def run_cli(args, capsys):
@@ -24,11 +24,7 @@ def run_cli(args, capsys):
 def recall_ceiling(dataset_dir) -> float:
     """Largest recall any spot finder can reach on check_spots.py's metric: the fraction of >200-photon
     reflections that are not predicted on masked pixels (the module-gap rows hold no counts)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("truth", SHARED_CHECKS / "truth.py")
-    T = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(T)
+    T = truth_module()
     t = T.load(dataset_dir)
     name = dataset_dir.name
     with h5py.File(dataset_dir / f"{name}_master.h5") as f:

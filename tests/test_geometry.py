@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import numpy as np
@@ -11,14 +10,7 @@ import pytest
 from jfjoch import Beam, Detector, Experiment
 from jfjoch.experiment import rotation_matrix
 
-from .conftest import SHARED_CHECKS, shared
-
-
-def _truth_module():
-    spec = importlib.util.spec_from_file_location("truth", SHARED_CHECKS / "truth.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from .conftest import shared, truth_module
 
 
 def _experiment_from_truth(t: dict) -> Experiment:
@@ -30,7 +22,7 @@ def _experiment_from_truth(t: dict) -> Experiment:
 
 @pytest.mark.parametrize("dataset", ["hewl_rot1", "hewl_stills1"])
 def test_prediction_matches_truth_helper(dataset):
-    T = _truth_module()
+    T = truth_module()
     t = json.loads(shared(dataset, "truth.json").read_text())
     exp = _experiment_from_truth(t)
     A = np.array(t["images"][0]["A_star_mid"])

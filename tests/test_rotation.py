@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 
@@ -16,14 +14,7 @@ from jfjoch.rotation import (
     refine_rotation_lattice,
 )
 
-from .conftest import SHARED_CHECKS, shared
-
-
-def truth_module():
-    spec = importlib.util.spec_from_file_location("truth", SHARED_CHECKS / "truth.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from .conftest import shared, truth_module
 
 
 def rotation_experiment(t: dict) -> Experiment:

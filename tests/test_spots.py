@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import threading
 
@@ -15,7 +14,7 @@ from jfjoch import Beam, Detector, Experiment, _core
 from jfjoch.errors import UsageError
 from jfjoch.spots import SpotFinder, SpotFinderSettings, SpotList, find_spots
 
-from .conftest import SHARED_CHECKS, shared
+from .conftest import shared, truth_module
 from .spot_data import experiment, gaussian_spots
 
 INT32_MIN = np.iinfo(np.int32).min
@@ -293,13 +292,6 @@ def test_find_spots_wrapper_and_errors():
 
 
 # ---------------------------------------------------------------- accuracy on the simulated datasets
-def _truth_module():
-    spec = importlib.util.spec_from_file_location("truth", SHARED_CHECKS / "truth.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @contextlib.contextmanager
 def _dataset(name: str):
     """(truth, experiment, lazily read image stack, mask) of a shared dataset, frames via h5py+hdf5plugin."""
@@ -330,7 +322,7 @@ def test_accuracy_vs_truth(name):
     The module gap (rows 514-549, values 0) holds ~9% of the > 200-photon reflections of both datasets,
     so check_spots' recall cannot exceed 0.907 (rot1) / 0.915 (stills1); the 0.95 bar is applied to the
     visible reflections."""
-    T = _truth_module()
+    T = truth_module()
     with _dataset(name) as (t, exp, data, mask):
         _accuracy(T, name, t, exp, data, mask)
 
