@@ -16,6 +16,5 @@ if ! command -v pkg-config >/dev/null || ((${#need[@]})); then
   $SUDO apt-get install -y -qq --no-install-recommends pkg-config libfftw3-dev liblz4-dev libzstd-dev >/dev/null
 fi
 extras="${JFJOCH_EXTRAS:-test}"
-$PY -m pip install -q --upgrade pip
 $PY -m pip install -q ".[${extras}]"
 $PY -c "import jfjoch, jfjoch._core as c; print('jfjoch', jfjoch.__version__, 'installed; CUDA backend compiled:', c.cuda_compiled)"
