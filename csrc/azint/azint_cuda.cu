@@ -4,6 +4,8 @@
 // The map and the image are copied per call (the caller's host arrays stay the only state: reentrant).
 #include <cuda_runtime.h>
 
+#include "core/cuda_util.cuh"
+
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -20,24 +22,10 @@ constexpr int kBlock = 256;
 constexpr int32_t kMaxSharedBins = 2048; // 2048 * (8 + 8) bytes = 32 KiB of shared memory
 
 void check(cudaError_t e, const char* what) {
-    if (e != cudaSuccess)
-        throw std::runtime_error(std::string("azimuthal integration (CUDA): ") + what + ": " +
-                                 cudaGetErrorString(e));
+    cuda::check(e, "azimuthal integration (CUDA)", what);
 }
-
-template <typename T> struct DeviceBuffer {
-    T* p = nullptr;
-    explicit DeviceBuffer(size_t n) { check(cudaMalloc(&p, (n > 0 ? n : 1) * sizeof(T)), "cudaMalloc"); }
-    ~DeviceBuffer() { cudaFree(p); }
-    DeviceBuffer(const DeviceBuffer&) = delete;
-    DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-};
-
-struct Stream {
-    cudaStream_t s = nullptr;
-    Stream() { check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreate"); }
-    ~Stream() { cudaStreamDestroy(s); }
-};
+using cuda::DeviceBuffer;
+using cuda::Stream;
 
 __global__ void map_kernel(DetectorGeometry g, MapParams p, int64_t nx, int64_t ny, const uint8_t* mask,
                            int32_t* bin, float* weight) {

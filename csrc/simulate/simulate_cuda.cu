@@ -2,6 +2,8 @@
 // JFJOCH_HD code of simulate_impl.hpp that the CPU backend runs.
 #include <cuda_runtime.h>
 
+#include "core/cuda_util.cuh"
+
 #include <stdexcept>
 #include <string>
 
@@ -12,8 +14,7 @@ namespace jfjoch::sim_detail {
 namespace {
 
 void check(cudaError_t e, const char* what) {
-    if (e != cudaSuccess)
-        throw std::runtime_error(std::string("simulator (CUDA): ") + what + ": " + cudaGetErrorString(e));
+    cuda::check(e, "simulator (CUDA)", what);
 }
 
 struct DeviceBuffer {

@@ -4,6 +4,8 @@
 // strong-pixel map goes back to the host, where labelling and centroids run (spots_cpu.cpp).
 #include <cuda_runtime.h>
 
+#include "core/cuda_util.cuh"
+
 #include <stdexcept>
 #include <string>
 
@@ -71,24 +73,10 @@ __global__ void strong_map_kernel(const int32_t* image, const uint8_t* flags, in
 }
 
 void check(cudaError_t e, const char* what) {
-    if (e != cudaSuccess)
-        throw std::runtime_error(std::string("spot finder (CUDA): ") + what + ": " + cudaGetErrorString(e));
+    cuda::check(e, "spot finder (CUDA)", what);
 }
-
-// Device buffers owned by one call (RAII: freed on every path, including exceptions).
-template <typename T> struct DeviceBuffer {
-    T* p = nullptr;
-    explicit DeviceBuffer(size_t n) { check(cudaMalloc(&p, n * sizeof(T)), "cudaMalloc"); }
-    ~DeviceBuffer() { cudaFree(p); }
-    DeviceBuffer(const DeviceBuffer&) = delete;
-    DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-};
-
-struct Stream {
-    cudaStream_t s = nullptr;
-    Stream() { check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreate"); }
-    ~Stream() { cudaStreamDestroy(s); }
-};
+using cuda::DeviceBuffer;
+using cuda::Stream;
 
 } // namespace
 

@@ -2,6 +2,8 @@
 // work is fft_impl.hpp (the same functions the CPU loop runs). cuFFT batched R2C over all directions when
 // JFJOCH_HAVE_CUFFT (cmake/FindCuFFT.cmake); otherwise a direct DFT of the searched frequencies.
 #include <cuda_runtime.h>
+
+#include "core/cuda_util.cuh"
 #ifdef JFJOCH_HAVE_CUFFT
 #include <cufft.h>
 #endif
@@ -17,8 +19,7 @@ namespace jfjoch::detail {
 namespace {
 
 void check(cudaError_t e, const char* what) {
-    if (e != cudaSuccess)
-        throw std::runtime_error(std::string("FFT indexer (CUDA) ") + what + ": " + cudaGetErrorString(e));
+    cuda::check(e, "FFT indexer (CUDA)", what);
 }
 
 __global__ void histogram_kernel(const float* s, int n, FftLayout L, float* hist) {

@@ -2,6 +2,8 @@
 // toro_impl.hpp (the same code the CPU loops in toro_cpu.cpp run). Host pointers in and out.
 #include <cuda_runtime.h>
 
+#include "core/cuda_util.cuh"
+
 #include <algorithm>
 #include <stdexcept>
 #include <string>
@@ -12,8 +14,7 @@ namespace jfjoch::toro {
 namespace {
 
 void check(cudaError_t e, const char* what) {
-    if (e != cudaSuccess)
-        throw std::runtime_error(std::string("toro CUDA: ") + what + ": " + cudaGetErrorString(e));
+    cuda::check(e, "toro CUDA", what);
 }
 
 __global__ void k_directions(const float* sx, const float* sy, const float* sz, int n, const float* lens,
