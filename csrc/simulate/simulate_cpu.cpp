@@ -9,10 +9,13 @@
 
 namespace jfjoch::sim_detail {
 
-void expected_cpu(const float* background, int64_t nx, int64_t ny, const double* xy, const double* photons,
-                  int64_t n_spots, const SimFrameSettings& s, float* expected) {
-    if (expected != background)
-        std::memcpy(expected, background, sizeof(float) * size_t(nx * ny));
+namespace {
+
+/// Calls add(pixel_index, photons) for every detector pixel under each spot (separable pixel-integrated
+/// Gaussian of the PSF), spot by spot and row by row: the order expected_cpu and frame_cpu both rely on.
+template <typename Add>
+void for_each_spot_pixel(int64_t nx, int64_t ny, const double* xy, const double* photons, int64_t n_spots,
+                         const SimFrameSettings& s, Add&& add) {
     const int32_t R = spot_radius(s);
     const double k = 1.0 / (std::sqrt(2.0) * s.psf_sigma_px);
     double wx[129], wy[129]; // R <= 64 (checked in dispatch)
@@ -29,14 +32,23 @@ void expected_cpu(const float* background, int64_t nx, int64_t ny, const double*
             const int64_t py = cy + dy;
             if (py < 0 || py >= ny)
                 continue;
-            float* row = expected + py * nx;
             for (int32_t dx = -R; dx <= R; ++dx) {
                 const int64_t px = cx + dx;
                 if (px >= 0 && px < nx)
-                    row[px] += float(wy[dy + R] * wx[dx + R]);
+                    add(py * nx + px, float(wy[dy + R] * wx[dx + R]));
             }
         }
     }
+}
+
+} // namespace
+
+void expected_cpu(const float* background, int64_t nx, int64_t ny, const double* xy, const double* photons,
+                  int64_t n_spots, const SimFrameSettings& s, float* expected) {
+    if (expected != background)
+        std::memcpy(expected, background, sizeof(float) * size_t(nx * ny));
+    for_each_spot_pixel(nx, ny, xy, photons, n_spots, s,
+                        [expected](int64_t idx, float v) { expected[idx] += v; });
 }
 
 void counts_cpu(const float* expected, const uint8_t* pixel_class, int64_t npix, const SimFrameSettings& s,
@@ -75,30 +87,10 @@ void frame_cpu(const float* background, const uint8_t* pixel_class, int64_t nx, 
     counts_cpu(background, pixel_class, nx * ny, s, counts);
     const int32_t R = spot_radius(s);
     const int64_t box = int64_t(2 * R + 1) * (2 * R + 1);
-    const double k = 1.0 / (std::sqrt(2.0) * s.psf_sigma_px);
     std::vector<std::pair<int64_t, float>> touched;
     touched.reserve(size_t(n_spots * box));
-    double wx[129], wy[129]; // R <= 64 (checked in dispatch)
-    for (int64_t i = 0; i < n_spots; ++i) {
-        const double x = xy[2 * i], y = xy[2 * i + 1], ph = photons[i];
-        if (!(ph > 0.0) || !std::isfinite(x) || !std::isfinite(y))
-            continue;
-        const int64_t cx = centre_pixel(x), cy = centre_pixel(y);
-        for (int32_t d = -R; d <= R; ++d) {
-            wx[d + R] = pixel_fraction(cx + d, x, k);
-            wy[d + R] = ph * pixel_fraction(cy + d, y, k);
-        }
-        for (int32_t dy = -R; dy <= R; ++dy) {
-            const int64_t py = cy + dy;
-            if (py < 0 || py >= ny)
-                continue;
-            for (int32_t dx = -R; dx <= R; ++dx) {
-                const int64_t px = cx + dx;
-                if (px >= 0 && px < nx)
-                    touched.emplace_back(py * nx + px, float(wy[dy + R] * wx[dx + R]));
-            }
-        }
-    }
+    for_each_spot_pixel(nx, ny, xy, photons, n_spots, s,
+                        [&touched](int64_t idx, float v) { touched.emplace_back(idx, v); });
     std::stable_sort(touched.begin(), touched.end(),
                      [](const auto& a, const auto& b) { return a.first < b.first; });
     const uint64_t key = frame_key(s);
