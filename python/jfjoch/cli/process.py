@@ -85,7 +85,6 @@ def run(input_master: str, opts: ProcessOptions) -> ProcessResult:
     console = Console(highlight=False)
     if not console.is_terminal:
         console.width = max(console.width, 120)
-    console.print(f"[bold]jfjoch_process[/bold] {__version__}  input: {input_master}")
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=console, disable=not console.is_terminal, transient=True,
@@ -93,6 +92,8 @@ def run(input_master: str, opts: ProcessOptions) -> ProcessResult:
         tasks: dict[str, int] = {}
 
         def progress(stage: str, done: int, total: int) -> None:
+            if not tasks:  # the input opened and validated: now say what runs
+                console.print(f"[bold]jfjoch_process[/bold] {__version__}  input: {input_master}")
             if stage not in tasks:
                 tasks[stage] = bar.add_task(stage, total=total)
             bar.update(tasks[stage], completed=done)
