@@ -10,6 +10,9 @@ void add_azint(py::module_& m);
 void add_index(py::module_& m);
 void add_toro(py::module_& m);
 void add_simulate(py::module_& m);
+void add_experiment(py::module_& m);
+void add_predict(py::module_& m);
+void add_refine(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "jfjoch compiled kernels (C++ with an optional CUDA backend)";
@@ -28,4 +31,7 @@ PYBIND11_MODULE(_core, m) {
     add_index(m);
     add_toro(m);
     add_simulate(m);
+    add_experiment(m);
+    add_predict(m);
+    add_refine(m);
 }
