@@ -100,9 +100,9 @@ def test_stored_models_reproduce_dials_predicted_positions(fx):
     nx, ny = fx["image_size_px"]
     assert (fx["x_cal_px"] > 0).all() and (fx["x_cal_px"] < nx).all()
     assert (fx["y_cal_px"] > 0).all() and (fx["y_cal_px"] < ny).all()
-    # without the parallax correction the positions move by up to about a pixel
+    # without the parallax correction the positions move by up to about half a pixel
     x0, _ = dials_predict_px(fx, parallax=False)
-    assert 0.2 < np.abs(x0 - fx["x_cal_px"]).max() < 2.0
+    assert 0.2 < np.abs(x0 - fx["x_cal_px"]).max() < 1.0
     assert (delta_psi(fx) < 0.0015 + 1e-5).all()
 
 
