@@ -13,7 +13,6 @@ from jfjoch import _core
 from jfjoch.errors import InputError
 from jfjoch.experiment import cell_from_lattice
 from jfjoch.index import IndexResult, index_reciprocal
-from jfjoch.indexers import fft as fftmod
 from jfjoch.indexers.fft import FftIndexerSettings, index_fft
 from jfjoch.lattice import (
     bravais_lattice,
@@ -295,8 +294,10 @@ def test_methods_and_errors(monkeypatch):
     with pytest.raises(InputError):
         index_reciprocal(s, space_group="P 7 7 7")
     if _core.cuda_device_count() == 0:
-        monkeypatch.setattr(fftmod, "_warned_no_gpu", False)
-        with pytest.warns(UserWarning, match="no CUDA device"):
+        import jfjoch.backend
+
+        monkeypatch.setattr(jfjoch.backend, "_warned", set())
+        with pytest.warns(RuntimeWarning, match="no GPU available"):
             r1 = index_reciprocal(s, method="fft")
         with warnings.catch_warnings():
             warnings.simplefilter("error")
@@ -369,7 +370,7 @@ def test_ffbidx_branch_applies_symmetry(monkeypatch):
         calls.append(cell)
         hkl = np.round(L[[2, 0, 1]] @ np.asarray(s_in).T).T
         ok = np.abs(L[[2, 0, 1]] @ np.asarray(s_in).T - hkl.T).max(0) < 0.1
-        return types.SimpleNamespace(lattice=L[[2, 0, 1]], indexed=ok, ok=True)
+        return types.SimpleNamespace(lattice=L[[2, 0, 1]], indexed=ok, ok=True, backend="cpu")
 
     fake = types.ModuleType("jfjoch.indexers.toro")
     fake.index_toro = index_toro

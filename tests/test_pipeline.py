@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
 from jfjoch.errors import InputError, UsageError
 from jfjoch.options import ProcessOptions
 from jfjoch.pipeline import _spots_xy, select_images
-from jfjoch.results import ImageResult
 
 
 class _FakeDataset:
@@ -18,19 +19,23 @@ class _FakeDataset:
     def stored_spots(self, i):
         return self.stored
 
+    def read_image(self, i):
+        return np.zeros((4, 4), np.int32)
 
-def _result():
-    return ImageResult(number=0, x=np.array([1.0, 2.0], np.float32), y=np.array([3.0, 4.0], np.float32))
+
+class _FakeFinder:
+    def find(self, image):
+        return SimpleNamespace(xy=np.array([[1.0, 3.0], [2.0, 4.0]]))
 
 
 def test_first_pass_reuses_stored_spots_unless_redo():
     stored = (np.array([10.0, 20.0, 30.0]), np.array([5.0, 6.0, 7.0]), np.ones(3))
     ds = _FakeDataset(stored)
-    xy = _spots_xy(ds, _result(), ProcessOptions())
+    xy = _spots_xy(ds, 0, _FakeFinder(), ProcessOptions())
     np.testing.assert_array_equal(xy, [[10, 5], [20, 6], [30, 7]])
-    xy = _spots_xy(ds, _result(), ProcessOptions(redo_rotation_spots=True))
+    xy = _spots_xy(ds, 0, _FakeFinder(), ProcessOptions(redo_rotation_spots=True))
     np.testing.assert_array_equal(xy, [[1, 3], [2, 4]])
-    xy = _spots_xy(_FakeDataset(None), _result(), ProcessOptions())  # nothing stored: found spots
+    xy = _spots_xy(_FakeDataset(None), 0, _FakeFinder(), ProcessOptions())  # nothing stored: found spots
     np.testing.assert_array_equal(xy, [[1, 3], [2, 4]])
 
 

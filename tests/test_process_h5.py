@@ -9,7 +9,8 @@ import pytest
 from jfjoch import Beam, Detector, Experiment, Goniometer
 from jfjoch.errors import ProcessingError
 from jfjoch.io.process_h5 import read_process_h5, write_process_h5
-from jfjoch.results import ImageResult, IndexingSummary, ProcessResult
+from jfjoch.results import ImageResult, IndexingSummary, IntegrationCounts, ProcessResult
+from jfjoch.tables import ReflectionTable, SpotTable
 
 
 def _result() -> ProcessResult:
@@ -17,16 +18,19 @@ def _result() -> ProcessResult:
     exp = Experiment(beam=Beam(1.0), detector=det, goniometer=Goniometer(np.array([1.0, 0, 0]), 0.0, 0.5),
                      unit_cell=(79.0, 79.0, 38.0, 90.0, 90.0, 90.0), space_group=96)
     lat = np.diag([79.0, 79.0, 38.0])
+    refl = ReflectionTable(image=[3, 3], h=[1, 0], k=[2, 0], l=[3, 4], I=[100.0, 5.0], sigma=[10.0, 2.0],
+                           x=[10.0, 20.0], y=[11.0, 21.0], d=[3.0, 9.0], phi=[1.25, 1.4], partiality=[0.5, 1.0],
+                           lp=[1.2, 1.1], background=[0.5, 0.4], flags=[1, 3])
     ims = [
-        ImageResult(number=3, x=np.array([1.5, 2.5], np.float32), y=np.array([3.0, 4.0], np.float32),
-                    intensity=np.array([100, 50], np.float32), ice_ring=np.array([False, True]),
-                    spot_indexed=np.array([True, False]), profile=np.arange(5, dtype=np.float32),
+        ImageResult(number=3, spots=SpotTable(x=[1.5, 2.5], y=[3.0, 4.0], intensity=[100, 50], d=[2.0, 3.0],
+                                              ice_ring=[False, True], indexed=[True, False]),
+                    profile=np.arange(5, dtype=np.float32),
                     stats={"resolution_estimate": 2.1, "background_estimate": 0.4, "max_value": 900},
-                    indexed=True, lattice=lat, cell=(79.0, 79.0, 38.0, 90.0, 90.0, 90.0)),
-        ImageResult(number=4, ok=False, error="corrupt"),
-        ImageResult(number=5, x=np.array([7.0], np.float32), y=np.array([8.0], np.float32),
-                    intensity=np.array([10], np.float32), ice_ring=np.array([False]),
-                    spot_indexed=np.array([False]), profile=np.ones(5, np.float32)),
+                    indexed=True, lattice=lat, cell=(79.0, 79.0, 38.0, 90.0, 90.0, 90.0), reflections=refl,
+                    counts=IntegrationCounts(predicted=5, integrated=2, dropped_masked=3), mosaicity=0.05),
+        ImageResult(number=4, ok=False, error="image 4: corrupt chunk"),
+        ImageResult(number=5, spots=SpotTable(x=[7.0], y=[8.0], intensity=[10], d=[4.0], ice_ring=[False]),
+                    profile=np.ones(5, np.float32)),
     ]
     return ProcessResult(experiment=exp, images=ims, q=np.linspace(0.1, 1, 5),
                          indexing=IndexingSummary(algorithm="fftw", mode="two_pass_rotation", rotation_lattice=lat))
@@ -57,6 +61,17 @@ def test_spec_paths_and_round_trip(tmp_path):
     np.testing.assert_allclose(r.images[0].x, [1.5, 2.5])
     assert r.experiment.detector.beam_center_px == pytest.approx((30.5, 20.25))
     assert r.experiment.space_group == 96 and r.indexing.mode == "two_pass_rotation"
+    assert r.images[1].error == "image 4: corrupt chunk"
+    with h5py.File(path) as f:
+        g = f["entry/reflections"]
+        assert set(g) == set(ReflectionTable.DTYPES)  # exactly the SPEC columns
+        for name, dt in ReflectionTable.DTYPES.items():
+            assert g[name].dtype == dt and g[name].shape == (2,)
+        assert g["phi"].attrs["units"] == "degree" and g["I"].attrs["units"] == "photons"
+        assert list(g["l"][()]) == [4, 3]  # sorted by image, then h, k, l: (0, 0, 4) before (1, 2, 3)
+        assert list(f["entry/integration/droppedMasked"][()]) == [3, 0, 0]
+    assert len(r.reflections) == 2 and r.images[0].counts.integrated == 2
+    np.testing.assert_allclose(r.images[0].reflections.I, [5.0, 100.0])  # (0,0,4) sorts before (1,2,3)
 
 
 def test_write_is_atomic(tmp_path, monkeypatch):
@@ -66,7 +81,7 @@ def test_write_is_atomic(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("interrupted")
 
-    monkeypatch.setattr(mod, "_write_experiment", boom)
+    monkeypatch.setattr(mod, "write_experiment", boom)
     with pytest.raises(RuntimeError):
         write_process_h5(tmp_path / "out_process.h5", _result())
     assert list(tmp_path.iterdir()) == []

@@ -6,6 +6,7 @@
 #include "azint/azint.hpp"
 #include "bindings/common.hpp"
 #include "core/backend.hpp"
+#include "core/experiment.hpp"
 
 namespace py = pybind11;
 using namespace jfjoch;
@@ -13,19 +14,15 @@ using jfjoch::bind::CArray;
 
 namespace {
 
-double corner_q(py::ssize_t nx, py::ssize_t ny, py::handle origin, py::handle fast, py::handle slow,
-                double pixel_mm, double wavelength_A) {
-    auto g = bind::make_geometry(origin, fast, slow, pixel_mm, wavelength_A);
+double corner_q(const ExperimentGeometry& geometry) {
     py::gil_scoped_release release;
-    return azint_corner_q(g, nx, ny);
+    return azint_corner_q(geometry.det, geometry.nx, geometry.ny);
 }
 
-py::tuple make_map(py::object mask, py::ssize_t nx, py::ssize_t ny, py::handle origin, py::handle fast,
-                   py::handle slow, double pixel_mm, double wavelength_A, const AzintSettings& settings,
+py::tuple make_map(py::object mask, const ExperimentGeometry& geometry, const AzintSettings& settings,
                    const std::string& backend) {
-    if (nx <= 0 || ny <= 0)
-        throw std::invalid_argument("nx and ny must be positive");
-    auto g = bind::make_geometry(origin, fast, slow, pixel_mm, wavelength_A);
+    const py::ssize_t nx = geometry.nx, ny = geometry.ny;
+    const DetectorGeometry& g = geometry.det;
     const Backend b = jfjoch::parse_backend(backend);
     CArray<uint8_t> m;
     if (!mask.is_none()) {
@@ -81,11 +78,9 @@ void add_azint(py::module_& m) {
         .def_readwrite("polarization_fraction", &AzintSettings::polarization_fraction,
                        "fraction of the beam polarised along lab +x (0.5 = unpolarised)");
     m.attr("AZINT_DEFAULT_BIN_WIDTH") = kAzintDefaultBinWidth;
-    m.def("azint_corner_q", &corner_q, py::arg("nx"), py::arg("ny"), py::arg("origin_mm"), py::arg("fast"),
-          py::arg("slow"), py::arg("pixel_mm"), py::arg("wavelength_A"),
+    m.def("azint_corner_q", &corner_q, py::arg("geometry"),
           "Largest q = 2 pi / d (1/A) over the four corner pixel centres.");
-    m.def("azint_map", &make_map, py::arg("mask"), py::arg("nx"), py::arg("ny"), py::arg("origin_mm"),
-          py::arg("fast"), py::arg("slow"), py::arg("pixel_mm"), py::arg("wavelength_A"), py::arg("settings"),
+    m.def("azint_map", &make_map, py::arg("mask"), py::arg("geometry"), py::arg("settings"),
           py::arg("backend") = "auto",
           "Per-pixel map: (bin int32 (ny, nx), -1 = not integrated; weight float32 = 1 / corrections).");
     m.def("azint_integrate", &integrate<int32_t>, py::arg("image").noconvert(), py::arg("bin"),

@@ -58,6 +58,7 @@ py::dict to_dict(const Predictions& p) {
 }
 
 RotationEvents events_from(CArray<int32_t> hkl, CArray<double> phi, CArray<double> sigma) {
+    // (reach is only needed to select events, which the caller has done)
     if (hkl.ndim() != 2 || hkl.shape(1) != 3 || phi.ndim() != 1 || sigma.ndim() != 1 ||
         phi.shape(0) != hkl.shape(0) || sigma.shape(0) != hkl.shape(0))
         throw std::invalid_argument("events: hkl (n, 3), phi (n,), sigma (n,) expected");
@@ -88,6 +89,8 @@ void add_predict(py::module_& m) {
         .def_readwrite("phi_min", &RotationPredictionSettings::phi_min)
         .def_readwrite("phi_max", &RotationPredictionSettings::phi_max)
         .def_readwrite("min_fraction", &RotationPredictionSettings::min_fraction)
+        .def_readwrite("ewald_cutoff", &RotationPredictionSettings::ewald_cutoff)
+        .def_readwrite("max_reach_rad", &RotationPredictionSettings::max_reach_rad)
         .def_readwrite("edge_margin_px", &RotationPredictionSettings::edge_margin_px);
 
     m.def(
@@ -120,6 +123,7 @@ void add_predict(py::module_& m) {
             d["hkl"] = hkl;
             d["phi"] = arr(ev.phi);
             d["sigma"] = arr(ev.sigma);
+            d["reach"] = arr(ev.reach);
             return d;
         },
         py::arg("geometry"), py::arg("A0"), py::arg("settings"),

@@ -5,6 +5,7 @@
 
 #include "bindings/common.hpp"
 #include "core/backend.hpp"
+#include "core/experiment.hpp"
 #include "spots/spots.hpp"
 
 namespace py = pybind11;
@@ -23,12 +24,10 @@ void require_same_shape(const py::array& a, const py::array& b, const char* name
         throw std::invalid_argument(std::string(name) + ": shape differs from the image");
 }
 
-py::array_t<uint8_t> pixel_flags(py::object mask, py::ssize_t nx, py::ssize_t ny, py::handle origin,
-                                 py::handle fast, py::handle slow, double pixel_mm, double wavelength_A,
+py::array_t<uint8_t> pixel_flags(py::object mask, const ExperimentGeometry& geometry,
                                  const SpotFinderSettings& settings) {
-    if (nx <= 0 || ny <= 0)
-        throw std::invalid_argument("nx and ny must be positive");
-    auto g = bind::make_geometry(origin, fast, slow, pixel_mm, wavelength_A);
+    const py::ssize_t nx = geometry.nx, ny = geometry.ny;
+    const DetectorGeometry& g = geometry.det;
     CArray<uint8_t> m;
     if (!mask.is_none()) {
         m = CArray<uint8_t>::ensure(mask);
@@ -45,12 +44,12 @@ py::array_t<uint8_t> pixel_flags(py::object mask, py::ssize_t nx, py::ssize_t ny
     return out;
 }
 
-py::tuple find(CArray<int32_t> image, CArray<uint8_t> flags, int32_t saturation, py::handle origin,
-               py::handle fast, py::handle slow, double pixel_mm, double wavelength_A,
-               const SpotFinderSettings& settings, const std::string& backend) {
+py::tuple find(CArray<int32_t> image, CArray<uint8_t> flags, int32_t saturation,
+               const ExperimentGeometry& geometry, const SpotFinderSettings& settings,
+               const std::string& backend) {
     require_image(image, "image");
     require_same_shape(image, flags, "flags");
-    auto g = bind::make_geometry(origin, fast, slow, pixel_mm, wavelength_A);
+    const DetectorGeometry& g = geometry.det;
     const Backend b = jfjoch::parse_backend(backend);
     SpotFinderResult r;
     {
@@ -111,14 +110,11 @@ void add_spots(py::module_& m) {
     m.attr("SPOT_PIXEL_INVALID") = int(kSpotPixelInvalid);
     m.attr("SPOT_PIXEL_OUT_OF_RANGE") = int(kSpotPixelOutOfRange);
     m.attr("SPOT_MAX_VALUE") = kSpotMaxValue;
-    m.def("spot_pixel_flags", &pixel_flags, py::arg("mask"), py::arg("nx"), py::arg("ny"),
-          py::arg("origin_mm"), py::arg("fast"), py::arg("slow"), py::arg("pixel_mm"),
-          py::arg("wavelength_A"), py::arg("settings"),
+    m.def("spot_pixel_flags", &pixel_flags, py::arg("mask"), py::arg("geometry"), py::arg("settings"),
           "Per-experiment uint8 (ny, nx) pixel flags: 1 = invalid (mask != 0), 2 = outside the resolution "
           "limits of settings.");
-    m.def("find_spots", &find, py::arg("image"), py::arg("flags"), py::arg("saturation"),
-          py::arg("origin_mm"), py::arg("fast"), py::arg("slow"), py::arg("pixel_mm"),
-          py::arg("wavelength_A"), py::arg("settings"), py::arg("backend") = "auto",
+    m.def("find_spots", &find, py::arg("image"), py::arg("flags"), py::arg("saturation"), py::arg("geometry"),
+          py::arg("settings"), py::arg("backend") = "auto",
           "Spots of one int32 (ny, nx) image: (x, y, intensity, n_pixels, d, ice_ring, stats dict).");
     m.def("spot_strong_pixel_map", &strong_map, py::arg("image"), py::arg("flags"), py::arg("saturation"),
           py::arg("settings"), py::arg("backend") = "auto",

@@ -58,12 +58,13 @@ struct StillSink {
 
 struct EventSink {
     RotationEvents* out;
-    void operator()(int h, int k, int l, double phi, double sigma) {
+    void operator()(int h, int k, int l, double phi, double sigma, double reach) {
         out->hkl.push_back(h);
         out->hkl.push_back(k);
         out->hkl.push_back(l);
         out->phi.push_back(phi);
         out->sigma.push_back(sigma);
+        out->reach.push_back(reach);
     }
 };
 

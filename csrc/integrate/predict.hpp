@@ -10,7 +10,10 @@
 // Rotation: every hkl (d >= d_min) with its diffraction angles (closed form, core/experiment.hpp) inside
 //   the sweep (+- a margin): one "event" per (hkl, angle) with its rocking sigma sigma_phi = mosaicity * L.
 //   Per image, the fraction of each event recorded on it is Phi((hi - w)/sigma_phi) - Phi((lo -
-//   w)/sigma_phi); lp = L * polarisation with L the rotation Lorentz factor.
+//   w)/sigma_phi); an observation is predicted when that fraction is >= min_fraction, or when the reciprocal
+//   point comes within ewald_cutoff of the Ewald sphere during the image (points near the spindle stay close
+//   to the sphere over many degrees, beyond any Gaussian rocking curve). lp = L * polarisation with L the
+//   rotation Lorentz factor; the spot position is the one at the angle of the image closest to w.
 // All per-candidate work is host+device code in predict_impl.hpp; the CPU loops over it here, the CUDA
 // backend (predict_cuda.cu) launches a grid over the same functions. Thread-safe, no shared state.
 #pragma once
@@ -54,6 +57,7 @@ struct RotationEvents {
     std::vector<int32_t> hkl;  ///< 3 per event
     std::vector<double> phi;   ///< diffraction angle (radians)
     std::vector<double> sigma; ///< rocking sigma (radians)
+    std::vector<double> reach; ///< half-width (radians) of the angle range the event can be predicted in
     size_t size() const { return phi.size(); }
 };
 
@@ -64,7 +68,9 @@ struct RotationPredictionSettings {
     double max_sigma_rad = 0.0873; ///< cap of the rocking sigma near the rotation axis (5 degrees)
     double phi_min = 0;            ///< events are kept when their angle lies in [phi_min, phi_max]
     double phi_max = 0;
-    double min_fraction = 0.001; ///< per image: smallest recorded fraction predicted
+    double min_fraction = 0.001;   ///< per image: smallest recorded fraction predicted
+    double ewald_cutoff = 0.0;     ///< ... or |Ewald offset| (1/A) within the image at most this (0: off)
+    double max_reach_rad = 0.7854; ///< cap of an event's reach (45 degrees)
     double edge_margin_px = 0;
 };
 

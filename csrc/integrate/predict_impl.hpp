@@ -127,7 +127,9 @@ JFJOCH_HD void still_line(const ExperimentGeometry& g, const LineSetup& su, cons
 }
 
 /// Rotation: the sweep events of line (i, j): every hkl within the resolution range and each of its
-/// diffraction angles (moved by whole turns) inside [phi_min, phi_max]. Calls sink(h, k, l, phi, sigma).
+/// diffraction angles (moved by whole turns) inside [phi_min, phi_max]. Calls
+/// sink(h, k, l, phi, sigma, reach): reach = the angle range (half-width, rad) that covers 6 sigma and the
+/// angles where the point is within ewald_cutoff of the Ewald sphere (to first order), capped.
 template <typename Sink>
 JFJOCH_HD void rotation_line(const ExperimentGeometry& g, const LineSetup& su,
                              const RotationPredictionSettings& s, long long line, Sink& sink) {
@@ -165,7 +167,16 @@ JFJOCH_HD void rotation_line(const ExperimentGeometry& g, const LineSetup& su,
                 double sig = rocking_sigma(g, sv, s.mosaicity_rad);
                 if (sig > s.max_sigma_rad)
                     sig = s.max_sigma_rad;
-                sink(hkl[0], hkl[1], hkl[2], ang, sig);
+                // |d eps / d phi| = 1 / (lambda L): the Ewald cutoff is reached after ewald_cutoff * lambda *
+                // L
+                const double L = rotation_lorentz(g, sv, 1.0e6);
+                double reach = 6.0 * sig;
+                const double r_eps = 2.0 * s.ewald_cutoff * g.det.wavelength_A * L;
+                if (r_eps > reach)
+                    reach = r_eps;
+                if (reach > s.max_reach_rad)
+                    reach = s.max_reach_rad;
+                sink(hkl[0], hkl[1], hkl[2], ang, sig, reach);
             }
         }
     }
@@ -186,9 +197,17 @@ JFJOCH_HD bool rotation_observation(const ExperimentGeometry& g, const Mat3d& A0
     if (sig > s.max_sigma_rad)
         sig = s.max_sigma_rad;
     fraction = rocking_fraction(phi, sig, lo, hi);
-    if (!(fraction >= s.min_fraction))
-        return false;
-    if (!spot_position(g, sv, x, y))
+    // the angle within the image closest to the diffraction angle: where the spot is recorded
+    const double at = phi < lo ? lo : (phi > hi ? hi : phi);
+    if (!(fraction >= s.min_fraction)) {
+        if (!(s.ewald_cutoff > 0))
+            return false;
+        // the point's closest approach to the Ewald sphere during the image (at an edge, since w is outside)
+        const double e = std::fabs(ewald_offset(g, rotate(p, g.gonio.axis, at)));
+        if (!(e <= s.ewald_cutoff))
+            return false;
+    }
+    if (!spot_position(g, rotate(p, g.gonio.axis, at), x, y))
         return false;
     const double m = s.edge_margin_px;
     if (x < -m || y < -m || x > double(g.nx - 1) + m || y > double(g.ny - 1) + m)

@@ -231,8 +231,10 @@ void refine_residuals(const RefineProblem& p, const double* q, double* out) {
         }
         r[0] = x - p.x[i];
         r[1] = y - p.y[i];
+        // angle residual scaled by zeta = 1/L: the Ewald offset the angle error stands for. Reflections near
+        // the spindle (large L) are seen far from their diffraction angle and must not pull the solution.
         if (p.rotation)
-            r[2] = inc > 0 ? p.angle_weight * (w - p.angle[i]) / inc : 0.0;
+            r[2] = inc > 0 ? p.angle_weight * (w - p.angle[i]) / (inc * rotation_lorentz(g, s, 1.0e6)) : 0.0;
     }
 }
 
@@ -362,8 +364,12 @@ RefineResult refine_geometry(const RefineProblem& p, const RefineSettings& st) {
         bool improved = false;
         for (int tries = 0; tries < 10; ++tries) {
             std::vector<double> A = M, dx(nf);
+            double dmax = 0;
+            for (int a = 0; a < nf; ++a)
+                dmax = std::max(dmax, M[a * nf + a]);
             for (int a = 0; a < nf; ++a) {
-                A[a * nf + a] += lambda * (M[a * nf + a] > 0 ? M[a * nf + a] : 1.0);
+                // damping with a floor: a parameter the data do not determine stays put
+                A[a * nf + a] += lambda * std::max(M[a * nf + a], 1e-9 * dmax) + 1e-12 * dmax;
                 dx[a] = -g[a];
             }
             if (!solve_spd(A, dx, nf)) {
@@ -409,7 +415,7 @@ RefineResult refine_geometry(const RefineProblem& p, const RefineSettings& st) {
         if (wts[i] < 1.0 || !std::isfinite(r[stride * i]))
             continue;
         ss += r[stride * i] * r[stride * i] + r[stride * i + 1] * r[stride * i + 1];
-        if (p.rotation)
+        if (p.rotation && p.angle_weight > 0)
             sa += r[stride * i + 2] * r[stride * i + 2] / (p.angle_weight * p.angle_weight);
         ++cnt;
     }

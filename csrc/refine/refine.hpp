@@ -12,7 +12,8 @@
 //  - stills: the spot of hkl is where the ray along A h + s0 meets the detector; residuals dx, dy (px);
 //  - rotation: A is the crystal at omega = 0; hkl diffracts at the angle w_c nearest the observation's
 //    angle (closed form), its spot is at R(axis, w_c) A h; residuals dx, dy (px) and
-//    angle_weight * (w_c - w_obs) / |increment| (frames scaled to pixels).
+//    angle_weight * zeta * (w_c - w_obs) / |increment| (frames scaled to pixels; zeta = 1/L, so the angle
+//    error counts as the Ewald offset it stands for and reflections near the spindle do not dominate).
 // Parameters: [bx, by, D, t1, t2, t3, cell...] with a free/fixed flag each. Solver: Levenberg-Marquardt
 // on Huber-weighted residuals (iteratively reweighted, scale from the median absolute residual), Jacobian
 // by central differences. Everything runs on the CPU; the per-spot prediction is the host+device code of
@@ -54,7 +55,7 @@ constexpr int kRefineMaxParams = 12;
 
 struct RefineSettings {
     int max_iterations = 30;    ///< Levenberg-Marquardt iterations
-    double huber_k = 1.5;       ///< Huber threshold in units of the residual scale
+    double huber_k = 3.0;       ///< Huber threshold in units of the residual scale (1.5: non-convex)
     double min_scale_px = 0.25; ///< floor of the residual scale (px)
     double tolerance = 1e-7;    ///< stop when the relative cost change is below this
 };

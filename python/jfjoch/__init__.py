@@ -13,10 +13,14 @@ from .errors import CorruptFrameError, InputError, JfjochError, ProcessingError,
 from .experiment import Beam, Crystal, Detector, Experiment, Goniometer
 from .image_stats import ImageStatistics, SpotArrays, compute_image_statistics
 from .index import IndexResult, index_reciprocal
-from .options import ProcessOptions
+from .integrate import IntegrationSettings, integrate
+from .options import ProcessOptions, ScaleOptions
 from .pipeline import process
-from .results import ImageResult, IndexingSummary, ProcessResult
+from .predict import Predicted, PredictionSettings, RotationPredictor, predict_still
+from .refine import RefineResult, RefineSettings, refine
+from .results import ImageResult, ImageSummary, IndexingSummary, IntegrationCounts, ProcessResult
 from .spots import SpotFinder, SpotFinderSettings, SpotList, find_spots
+from .tables import ReflectionFlag, ReflectionTable, SpotTable
 
 try:
     __version__ = version("jfjoch")
@@ -34,22 +38,37 @@ __all__ = [
     "Goniometer",
     "ImageResult",
     "ImageStatistics",
+    "ImageSummary",
     "IndexResult",
     "IndexingSummary",
     "InputError",
+    "IntegrationCounts",
+    "IntegrationSettings",
     "JfjochError",
+    "Predicted",
+    "PredictionSettings",
     "ProcessOptions",
     "ProcessResult",
     "ProcessingError",
+    "RefineResult",
+    "RefineSettings",
+    "ReflectionFlag",
+    "ReflectionTable",
+    "RotationPredictor",
+    "ScaleOptions",
     "SpotArrays",
     "SpotFinder",
     "SpotFinderSettings",
     "SpotList",
+    "SpotTable",
     "UsageError",
     "__version__",
     "azimuthal_integration",
     "compute_image_statistics",
     "find_spots",
     "index_reciprocal",
+    "integrate",
+    "predict_still",
     "process",
+    "refine",
 ]

@@ -21,13 +21,12 @@ bin width 0.02 1/Å (``n_bins = ceil((q_max - q_min) / 0.02)``), polarisation fr
 from __future__ import annotations
 
 import math
-import threading
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from jfjoch import _core
+from jfjoch.backend import resolve_backend
 from jfjoch.errors import InputError, UsageError
 from jfjoch.experiment import Experiment
 
@@ -47,32 +46,6 @@ DEFAULT_BIN_WIDTH = float(_core.AZINT_DEFAULT_BIN_WIDTH)
 """Default bin width, 1/Å (with 2π)."""
 
 _INT32_MIN = np.iinfo(np.int32).min
-_BACKENDS = ("auto", "cpu", "cuda")
-_fallback_warned = threading.Event()
-
-
-def _resolve_backend(backend: str) -> str:
-    """Check the backend name; "cuda" without a usable device is a usage error; "auto" in a CUDA build
-    without a device warns once and runs on the CPU."""
-    b = backend.lower()
-    if b not in _BACKENDS:
-        raise UsageError(
-            f"azimuthal integration: backend must be one of {', '.join(_BACKENDS)}, not {backend!r}"
-        )
-    compiled = bool(getattr(_core, "cuda_compiled", False))
-    if b == "cuda" and _core.cuda_device_count() == 0:
-        why = "no CUDA device is present" if compiled else "this build has no CUDA"
-        raise UsageError(f"azimuthal integration: the CUDA backend was requested but {why}")
-    if b == "auto" and compiled and _core.cuda_device_count() == 0 and not _fallback_warned.is_set():
-        _fallback_warned.set()
-        warnings.warn(
-            "jfjoch: no CUDA device found, azimuthal integration runs on the CPU",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-    return b
-
-
 @dataclass(frozen=True)
 class AzintSettings:
     """Binning and corrections (all q in 1/Å with 2π)."""
@@ -175,12 +148,13 @@ class AzimuthalIntegrator:
             backend: ``"auto"`` (CUDA when compiled and a device is present, else the CPU), ``"cpu"`` or
                 ``"cuda"`` (UsageError when no device is usable).
         """
+        self._args = (experiment, n_bins, q_min, q_max, polarization_fraction)
+        self._kwargs = {"solid_angle": solid_angle, "polarization": polarization, "backend": backend}
         det = experiment.detector
-        geom = experiment.geometry_kwargs()
         if q_min is None:
             q_min = DEFAULT_Q_MIN
         if q_max is None:
-            q_max = float(_core.azint_corner_q(det.nx, det.ny, **geom))
+            q_max = float(_core.azint_corner_q(experiment.core))
         if not q_max > q_min:
             raise UsageError(
                 f"azimuthal integration: q_max ({q_max:.4g}) must exceed q_min ({q_min:.4g}) 1/Å"
@@ -201,11 +175,11 @@ class AzimuthalIntegrator:
         )
         self.shape = (det.ny, det.nx)
         self.saturation = float(det.saturation) if det.saturation is not None else 0.0
-        self.backend = _resolve_backend(backend)
+        self.backend = resolve_backend(backend, "azimuthal integration")
         mask = None if det.mask is None else np.ascontiguousarray(det.mask, dtype=np.uint8)
         try:
             bins, weight = _core.azint_map(
-                mask, det.nx, det.ny, settings=self.settings.to_core(), backend=self.backend, **geom
+                mask, experiment.core, settings=self.settings.to_core(), backend=self.backend
             )
         except ValueError as e:
             raise UsageError(f"azimuthal integration: {e}") from e
@@ -216,6 +190,10 @@ class AzimuthalIntegrator:
         edges = self.settings.q_min + self.settings.bin_width * np.arange(self.settings.n_bins + 1)
         edges.setflags(write=False)
         self._edges = edges
+
+    def __reduce__(self):
+        """Pickles as its inputs (the per-pixel map is rebuilt where it is unpickled)."""
+        return (_make_integrator, (self._args, self._kwargs))
 
     @property
     def n_bins(self) -> int:
@@ -273,6 +251,10 @@ class AzimuthalIntegrator:
         """Integrate one image and return q, intensity and count together."""
         mean, count = self.integrate_with_counts(image)
         return AzimuthalProfile(q=self.q, intensity=mean, count=count)
+
+
+def _make_integrator(args: tuple, kwargs: dict) -> AzimuthalIntegrator:
+    return AzimuthalIntegrator(*args, **kwargs)
 
 
 def azimuthal_integration(

@@ -17,7 +17,8 @@ Units: mm and Å for lengths, degrees at the interfaces, radians inside kernels.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -93,18 +94,15 @@ class Detector:
     @property
     def beam_center_px(self) -> tuple[float, float]:
         """Pixel coordinate (x, y) where the direct beam (+z) meets the detector plane."""
-        xy = _core.recip_to_pixels(np.zeros((1, 3)), self.origin_mm, self.fast, self.slow, self.pixel_mm, 1.0)
-        return float(xy[0, 0]), float(xy[0, 1])
+        g = _core.ExperimentGeometry(self.origin_mm, self.fast, self.slow, self.pixel_mm, 1.0, self.nx, self.ny)
+        bx, by, _ = g.beam()
+        return float(bx), float(by)
 
-    def geometry_kwargs(self, wavelength_A: float) -> dict:
-        """Keyword arguments describing this geometry for the ``_core`` kernels."""
-        return {
-            "origin_mm": np.asarray(self.origin_mm, float),
-            "fast": np.asarray(self.fast, float),
-            "slow": np.asarray(self.slow, float),
-            "pixel_mm": float(self.pixel_mm),
-            "wavelength_A": float(wavelength_A),
-        }
+    def with_beam(self, beam_x_px: float, beam_y_px: float, distance_mm: float) -> Detector:
+        """This detector moved so the direct beam hits (beam_x_px, beam_y_px) at distance_mm along the plane
+        normal (the plane keeps its fast/slow directions)."""
+        g = _core.ExperimentGeometry(self.origin_mm, self.fast, self.slow, self.pixel_mm, 1.0, self.nx, self.ny)
+        return replace(self, origin_mm=np.asarray(g.with_beam(beam_x_px, beam_y_px, distance_mm).origin_mm))
 
 
 @dataclass(frozen=True)
@@ -161,16 +159,37 @@ class Experiment:
     space_group: int | None = None
     """Known space-group number."""
 
-    def geometry_kwargs(self) -> dict:
-        return self.detector.geometry_kwargs(self.beam.wavelength_A)
+    @cached_property
+    def core(self) -> _core.ExperimentGeometry:
+        """The geometry as the one C++ struct the kernels take (built once per Experiment)."""
+        d, g = self.detector, self.goniometer
+        return _core.ExperimentGeometry(
+            np.asarray(d.origin_mm, float), np.asarray(d.fast, float), np.asarray(d.slow, float),
+            float(d.pixel_mm), float(self.beam.wavelength_A), int(d.nx), int(d.ny),
+            float(self.beam.polarization_fraction),
+            None if g is None else np.asarray(g.axis, float),
+            0.0 if g is None else float(g.start_deg), 0.0 if g is None else float(g.increment_deg),
+        )  # fmt: skip
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("core", None)  # rebuilt on demand
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+
+    def with_beam(self, beam_x_px: float, beam_y_px: float, distance_mm: float) -> Experiment:
+        """The same experiment with the detector moved to this beam centre (px) and distance (mm)."""
+        return replace(self, detector=self.detector.with_beam(beam_x_px, beam_y_px, distance_mm))
 
     def pixels_to_recip(self, xy: np.ndarray) -> np.ndarray:
         """(n, 2) pixel coordinates -> (n, 3) reciprocal vectors, 1/Å, lab frame."""
-        return _core.pixels_to_recip(np.asarray(xy, float).reshape(-1, 2), **self.geometry_kwargs())
+        return self.core.pixels_to_recip(np.asarray(xy, float).reshape(-1, 2))
 
     def recip_to_pixels(self, s: np.ndarray) -> np.ndarray:
         """(n, 3) reciprocal vectors, 1/Å -> (n, 2) pixel coordinates (NaN where the ray misses)."""
-        return _core.recip_to_pixels(np.asarray(s, float).reshape(-1, 3), **self.geometry_kwargs())
+        return self.core.recip_to_pixels(np.asarray(s, float).reshape(-1, 3))
 
     def resolution_map(self) -> np.ndarray:
         """(ny, nx) resolution d (Å) of every pixel centre."""

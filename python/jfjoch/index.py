@@ -41,10 +41,12 @@ class IndexResult:
     """Indexer that ran: 'fft', 'fftw', 'ffbidx' or 'none'."""
     n_indexed: int = 0
     times: dict[str, float] = field(default_factory=dict)
+    backend: str = "cpu"
+    """Where the indexer ran: 'cpu' or 'cuda' (as the indexer itself reports it)."""
     """Stage times in seconds (FFT indexer: histogram_s, fft_s, candidates_s, refine_s)."""
 
 
-def _failed(n: int, method: str, space_group: int | None = None) -> IndexResult:
+def _failed(n: int, method: str, space_group: int | None = None, backend: str = "cpu") -> IndexResult:
     return IndexResult(
         lattice=np.zeros((3, 3)),
         indexed=np.zeros(n, bool),
@@ -54,6 +56,7 @@ def _failed(n: int, method: str, space_group: int | None = None) -> IndexResult:
         bravais=None,
         space_group=space_group,
         method=method,
+        backend=backend,
     )
 
 
@@ -106,22 +109,24 @@ def index_reciprocal(
         from .indexers import toro  # known-cell indexer (lazy: its own module)
 
         r = toro.index_toro(s, tuple(float(x) for x in cell))
+        backend = r.backend
         if not r.ok:
-            return _failed(n, m, sg_number)
+            return _failed(n, m, sg_number, backend)
         primitive = np.asarray(r.lattice, float)
         prim_indexed = np.asarray(r.indexed, bool)
     else:
         r = index_fft(s, fft_settings, backend="gpu" if m == "fft" else "cpu")
         times = r.times
+        backend = r.backend
         if not r.ok:
-            return _failed(n, m, sg_number)
+            return _failed(n, m, sg_number, backend)
         primitive = r.lattice
         prim_indexed = r.indexed
 
     if space_group is not None:
         conv, _ = space_group_setting(primitive, space_group, None if cell is None else tuple(cell))
         if conv is None:
-            return _failed(n, m, sg_number)
+            return _failed(n, m, sg_number, backend)
     else:
         conv = bravais_lattice(primitive)
     # hkl in the conventional basis: integer transform of the primitive indices (h_conv = M h_prim)
@@ -141,4 +146,5 @@ def index_reciprocal(
         method=m,
         n_indexed=int(prim_indexed.sum()),
         times=times,
+        backend=backend,
     )

@@ -535,7 +535,7 @@ class IntegrationOptions(Options):
         parse=lambda n, v: parse_radii(v, n),
         metavar="R",
         help="Signal-disc radius r1, or r1,r2,r3 (px; background annulus r2..r3). One value: r2 = r1 + 2, "
-        "r3 = r1 + 4 (default: 4,6,8).",
+        "r3 = r1 + 4 (default: 5.5,7.5,9.5).",
     )
     profile_multiplier: float = opt(
         6.0,

@@ -1,41 +1,56 @@
-"""The image loop: read -> decode -> spots -> azimuthal integration -> statistics -> indexing.
+"""`jfjoch.process`: plan -> per-image worker -> streaming writer.
 
-`process()` is the Python entry point behind `jfjoch_process`. It never prints; progress is reported
-through an optional callback. Images are processed by a pool of `threads` Python threads (every kernel
-releases the GIL); results are ordered by image number, so the output does not depend on the thread count.
+1. Plan: open the dataset, validate the options against it, resolve the indexer and backends, and for
+   rotation data run the first pass (index the pooled spots of the first N images, refine the sweep,
+   estimate the mosaicity). The result is a picklable :class:`~jfjoch.worker.Plan`.
+2. Worker: :class:`~jfjoch.worker.ImageWorker` does read -> decode -> spots -> index -> refine -> predict ->
+   integrate -> azint for one image; ``threads`` Python threads run it (every kernel releases the GIL).
+   At most a few images per thread are in flight, so memory does not grow with the number of images.
+3. Writer: results are appended to `<prefix>_process.h5` in image order as they complete
+   (:class:`~jfjoch.io.process_h5.ProcessWriter`: temporary name, renamed when complete).
+The output does not depend on the thread count. The library never prints; progress goes to a callback.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 import time
-from collections.abc import Callable
+import warnings
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from .errors import CorruptFrameError, InputError, UsageError
-from .experiment import Experiment, cell_from_lattice, rotation_matrix
+from .experiment import Experiment
+from .integrate import DEFAULT_RADII, IntegrationSettings
 from .options import ProcessOptions
-from .results import ImageResult, IndexingSummary, ProcessResult
+from .predict import PredictionSettings
+from .refine import RefineSettings
+from .results import IndexingSummary, ProcessResult
+from .spots import SpotFinderSettings
+from .worker import ImageWorker, IndexingSettings, Plan, RotationModel, StageSettings
 
-__all__ = ["ProgressCallback", "open_dataset", "process", "select_images"]
+__all__ = ["ProgressCallback", "make_stage_settings", "open_dataset", "process", "select_images"]
 
 ProgressCallback = Callable[[str, int, int], None]
 """progress(stage, done, total)."""
 
-MIN_INDEXED_SPOTS = 5
-"""An image counts as indexed when at least this many spots ..."""
-MIN_INDEXED_FRACTION = 0.2
-"""... and at least this fraction of its spots are indexed."""
-ROTATION_FFBIDX_SPOTS = 300
-"""Pooled first-pass spots handed to the known-cell indexer in rotation modes (an even subsample)."""
+MOSAICITY_IMAGES = 12
+"""Consecutive first-pass images integrated to estimate the sweep mosaicity."""
+DEFAULT_MOSAICITY_DEG = 0.1
+"""Mosaicity used when the first pass cannot estimate it (a note says so)."""
+FORCED_LATTICE_IMAGES = 30
+"""--force-rotation-lattice: images read to estimate the mosaicity (no indexing pass)."""
 
 
 def open_dataset(path: str | Path):
     """Open an input dataset: an NXmx master file, or (mini)CBF image file(s)."""
+    if path is None or not isinstance(path, (str, Path)):
+        raise InputError(f"the input must be a file path (got {type(path).__name__})")
     p = Path(path)
     name = p.name.lower()
     if name.endswith((".cbf", ".cbf.bz2", ".cbf.gz")):
@@ -59,45 +74,6 @@ def select_images(n_images: int, options: ProcessOptions) -> list[int]:
     return list(range(options.start_image, end + 1, options.stride))
 
 
-class _Stages:
-    """Per-run stage objects (built once, shared by all threads: each is thread-safe)."""
-
-    def __init__(self, experiment: Experiment, options: ProcessOptions):
-        from .azint import AzimuthalIntegrator
-        from .spots import SpotFinder, SpotFinderSettings
-
-        self.experiment = experiment
-        self.options = options
-        self.spot_finder = SpotFinder(
-            experiment,
-            SpotFinderSettings(
-                photon_threshold=math.ceil(options.spot_threshold),  # counts are integers
-                sigma=float(options.spot_sigma),
-                high_resolution_A=float(options.spot_high_resolution),
-                max_spots=int(options.max_spots),
-            ),
-        )
-        self.azint = AzimuthalIntegrator(experiment)
-
-    def analyse(self, number: int, image: np.ndarray) -> ImageResult:
-        from .image_stats import compute_image_statistics
-
-        spots = self.spot_finder.find(image)
-        profile, counts = self.azint.integrate_with_counts(image)
-        stats = compute_image_statistics(spots, profile, self.azint.q, profile_count=counts)
-        return ImageResult(
-            number=number,
-            x=np.asarray(spots.x, np.float32),
-            y=np.asarray(spots.y, np.float32),
-            intensity=np.asarray(spots.intensity, np.float32),
-            d=np.asarray(spots.d, np.float32),
-            ice_ring=np.asarray(spots.ice_ring, bool),
-            spot_indexed=np.zeros(len(spots.x), bool),
-            profile=np.asarray(profile, np.float32),
-            stats=stats.as_dict(),
-        )
-
-
 def _resolve_algorithm(options: ProcessOptions, cell) -> str:
     algo = options.indexing_algorithm
     if algo == "auto":
@@ -105,14 +81,59 @@ def _resolve_algorithm(options: ProcessOptions, cell) -> str:
     return algo
 
 
-def _index_still(s: np.ndarray, cell, space_group, method: str):
-    from .index import index_reciprocal
+def make_stage_settings(options: ProcessOptions, experiment: Experiment, algorithm: str) -> StageSettings:
+    """The per-image stages' settings from the options (and the file's bandwidth)."""
+    bandwidth = options.bandwidth if options.bandwidth is not None else experiment.beam.bandwidth
+    refine_mode = options.refine if options.refine != "pixelrefine" else "beam_and_lattice"
+    return StageSettings(
+        spots=SpotFinderSettings(
+            photon_threshold=math.ceil(options.spot_threshold),  # counts are integers
+            sigma=float(options.spot_sigma),
+            high_resolution_A=float(options.spot_high_resolution),
+            max_spots=int(options.max_spots),
+        ),
+        indexing=IndexingSettings(algorithm=algorithm, cell=experiment.unit_cell, space_group=experiment.space_group),
+        refine=RefineSettings(mode=refine_mode),
+        prediction=PredictionSettings(d_min=options.integration_high_resolution, bandwidth=float(bandwidth)),
+        integration=IntegrationSettings(method=options.integration,
+                                        radii=options.integration_radius or DEFAULT_RADII,
+                                        profile_multiplier=float(options.profile_multiplier)),
+    )  # fmt: skip
 
-    return index_reciprocal(s, cell=cell, space_group=space_group, method=method)
+
+def _ordered(pool: ThreadPoolExecutor, fn: Callable, items: Iterable, window: int) -> Iterator:
+    """fn(item) for every item, results in the items' order, at most ``window`` in flight."""
+    it = iter(items)
+    pending = deque(pool.submit(fn, x) for _, x in zip(range(window), it))
+    try:
+        while pending:
+            r = pending.popleft().result()
+            for x in it:
+                pending.append(pool.submit(fn, x))
+                break
+            yield r
+    finally:
+        for f in pending:
+            f.cancel()
 
 
-def _accept(n_indexed: int, n_spots: int) -> bool:
-    return n_indexed >= MIN_INDEXED_SPOTS and n_indexed >= MIN_INDEXED_FRACTION * max(n_spots, 1)
+def _backend_notes(algorithm: str, rotation: bool) -> tuple[str, list[str]]:
+    """Where the indexer runs, and the one-time notes of GPU families falling back to the CPU (resolved here
+    in the main thread, so the worker threads do not warn again)."""
+    from .backend import resolve_backend
+
+    notes: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        resolve_backend("auto", "spot finder")
+        resolve_backend("auto", "azimuthal integration")
+        backend = "cpu"
+        if algorithm == "ffbidx":
+            backend = resolve_backend("cuda", "fast-feedback indexer (ffbidx)", soft=True)
+        elif algorithm == "fft":
+            backend = resolve_backend("cuda", "FFT indexer", soft=True)
+    notes += [str(w.message) for w in caught]
+    return backend, notes
 
 
 def process(
@@ -125,234 +146,166 @@ def process(
 ) -> ProcessResult:
     """Process a dataset; returns the results and (when `write`) writes `<prefix>_process.h5`.
 
-    `overrides` are ProcessOptions fields (e.g. ``threads=2, indexing_algorithm="none"``).
-    Raises JfjochError subclasses with one-line messages.
+    `overrides` are ProcessOptions fields (e.g. ``threads=2, indexing_algorithm="none"``); every value is
+    validated before anything runs. Raises JfjochError subclasses with one-line messages.
     """
-    from .io.process_h5 import write_process_h5
-
-    opts = (options or ProcessOptions())
-    if overrides:
-        from dataclasses import replace
-
-        opts = replace(opts, **overrides)
-    opts = opts.validate()
+    if options is not None and not isinstance(options, ProcessOptions):
+        raise UsageError(f"options must be a ProcessOptions (got {type(options).__name__})")
+    base = options or ProcessOptions()
+    opts = ProcessOptions.from_kwargs(**{**base.as_dict(), **overrides}).validate()
+    if opts.refine == "pixelrefine":
+        raise UsageError("-r pixelrefine is not available yet (it comes with scaling and merging)")
     t_start = time.perf_counter()
     timing: dict[str, float] = {}
     progress = progress or (lambda stage, done, total: None)
 
     with open_dataset(master_path) as ds:
-        exp: Experiment = ds.experiment
+        exp_in: Experiment = ds.experiment
         if opts.unit_cell is not None or opts.space_group is not None:
-            from dataclasses import replace
-
-            exp = replace(
-                exp, unit_cell=opts.unit_cell or exp.unit_cell, space_group=opts.space_group or exp.space_group
-            )
+            exp_in = replace(exp_in, unit_cell=opts.unit_cell or exp_in.unit_cell,
+                             space_group=opts.space_group or exp_in.space_group)  # fmt: skip
         numbers = select_images(ds.n_images, opts)
-        rotation_mode = (
-            opts.two_pass_rotation is not None
-            or opts.single_pass_rotation is not None
-            or opts.force_rotation_lattice is not None
-        )
-        if rotation_mode and exp.goniometer is None:
+        if opts.rotation_mode and exp_in.goniometer is None:
             raise UsageError("rotation indexing (-R, --single-pass-rotation, --force-rotation-lattice) needs "
-                             "rotation data: the input file has no omega scan")
+                             "rotation data: the input file has no omega scan")  # fmt: skip
+        algo = _resolve_algorithm(opts, exp_in.unit_cell)
+        if algo == "ffbidx" and exp_in.unit_cell is None:
+            raise UsageError("-X ffbidx needs a unit cell (-C a,b,c,alpha,beta,gamma, or one stored in the file)")
+        stages = make_stage_settings(opts, exp_in, algo)
+        summary = IndexingSummary(algorithm=algo)
+        summary.backend, summary.notes = _backend_notes(algo, opts.rotation_mode)
         out_path = Path(f"{opts.output_prefix}_process.h5")
+        writer = None
         if write:
-            _check_writable(out_path)
-        stages = _Stages(exp, opts)
-        timing["setup"] = time.perf_counter() - t_start
+            from .errors import ProcessingError
+            from .io.process_h5 import ProcessWriter
 
-        cache: dict[int, ImageResult] = {}
-        lock = threading.Lock()
-        done = [0]
-
-        def analyse(num: int) -> ImageResult:
-            try:
-                img = ds.read_image(num)
-            except CorruptFrameError as e:
-                r = ImageResult(number=num, ok=False, error=str(e))
-            else:
-                r = stages.analyse(num, img)
-            with lock:
-                done[0] += 1
-                progress("images", done[0], len(numbers))
-            return r
-
-        t0 = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=opts.threads) as pool:
-            results = list(pool.map(analyse, numbers))
-            timing["spots_azint"] = time.perf_counter() - t0
-            cache.update({r.number: r for r in results})
-
-            t0 = time.perf_counter()
-            cell = exp.unit_cell
-            algo = _resolve_algorithm(opts, cell)
-            summary = IndexingSummary(algorithm=algo)
-            if algo != "none" or opts.force_rotation_lattice is not None:
-                summary.backend, note = _backend_note(algo)
-                if note:
-                    summary.notes.append(note)
-                if rotation_mode:
-                    _index_rotation(ds, exp, opts, algo, results, summary, pool, progress)
+            try:  # the output must be creatable before anything runs
+                writer = ProcessWriter(out_path, max_spots=opts.max_spots, n_bins=_n_bins(exp_in),
+                                       source=str(master_path), options=_options_attrs(opts))  # fmt: skip
+            except ProcessingError as e:
+                raise UsageError(str(e)) from None
+        try:
+            with ThreadPoolExecutor(max_workers=opts.threads) as pool:
+                timing["setup"] = time.perf_counter() - t_start
+                t0 = time.perf_counter()
+                if opts.rotation_mode and (algo != "none" or opts.force_rotation_lattice is not None):
+                    plan = _rotation_plan(ds, exp_in, opts, stages, algo, numbers, pool, summary, progress)
                 else:
-                    _index_stills(exp, algo, results, summary, pool, progress)
-            timing["indexing"] = time.perf_counter() - t0
-
-    result = ProcessResult(experiment=exp, images=results, q=stages.azint.q, indexing=summary, timing=timing)
-    if write:
-        t0 = time.perf_counter()
-        result.output_path = str(
-            write_process_h5(out_path, result, source=str(master_path), options=_options_attrs(opts))
-        )
-        timing["write"] = time.perf_counter() - t0
+                    summary.mode = "stills"
+                    plan = Plan(experiment=exp_in, stages=stages)
+                timing["first_pass"] = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                worker = ImageWorker(plan)
+                images = []
+                window = 2 * opts.threads + 2
+                for done, r in enumerate(_ordered(pool, lambda n: worker.run(ds, n), numbers, window), 1):
+                    if writer is not None:
+                        writer.append(r)
+                    images.append(r.summary())
+                    progress("images", done, len(numbers))
+                timing["images"] = time.perf_counter() - t0
+            if summary.mode == "stills" and algo != "none":
+                first = next((im for im in images if im.indexed), None)
+                if first is not None:
+                    summary.bravais = first.bravais
+                    summary.space_group = exp_in.space_group
+            result = ProcessResult(experiment=plan.experiment, images=images, q=worker.azint.q, indexing=summary,
+                                   timing=timing, input_experiment=exp_in)  # fmt: skip
+            if writer is not None:
+                t0 = time.perf_counter()
+                n_angles = max(numbers) + 1
+                result.output_path = str(writer.finish(experiment=plan.experiment, q=worker.azint.q,
+                                                       indexing=summary, timing=timing, input_experiment=exp_in,
+                                                       n_angles=n_angles))  # fmt: skip
+                timing["write"] = time.perf_counter() - t0
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            raise
     timing["total"] = time.perf_counter() - t_start
     return result
+
+
+def _n_bins(experiment: Experiment) -> int:
+    from .azint import AzimuthalIntegrator
+
+    return AzimuthalIntegrator(experiment).n_bins
 
 
 def _options_attrs(opts: ProcessOptions) -> dict:
     return {k: v for k, v in opts.as_dict().items() if (v is not None and not isinstance(v, bool)) or v is True}
 
 
-def _check_writable(path: Path) -> None:
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        raise UsageError(f"cannot write {path}: directory {directory} does not exist")
-    import os
-
-    if not os.access(directory, os.W_OK):
-        raise UsageError(f"cannot write {path}: directory {directory} is not writable")
-
-
-def _backend_note(algo: str) -> tuple[str, str | None]:
-    """Backend an indexer runs on here, and a one-time note when a GPU algorithm falls back to the CPU."""
-    from . import _core
-
-    if algo in ("fft", "ffbidx"):
-        if _core.cuda_device_count() > 0:
-            return "cuda", None
-        return "cpu", f"no GPU available: -X {algo} runs its CPU implementation"
-    return "cpu", None
-
-
-def _set_indexed(r: ImageResult, lattice: np.ndarray, indexed_mask: np.ndarray) -> None:
-    r.spot_indexed = np.asarray(indexed_mask, bool)
-    if _accept(r.n_indexed, r.n_spots):
-        r.indexed = True
-        r.lattice = np.asarray(lattice, float)
-        r.cell = cell_from_lattice(r.lattice)
-    else:
-        r.indexed = False
-        r.spot_indexed = np.zeros(r.n_spots, bool)
-
-
-def _index_stills(exp, algo, results, summary, pool, progress) -> None:
-    summary.mode = "stills"
-    done = [0]
-    lock = threading.Lock()
-
-    def one(r: ImageResult) -> None:
-        if r.ok and r.n_spots >= MIN_INDEXED_SPOTS:
-            s = exp.pixels_to_recip(np.stack([r.x, r.y], 1).astype(float))
-            res = _index_still(s, exp.unit_cell, exp.space_group, algo)
-            if res.ok:
-                _set_indexed(r, res.lattice, res.indexed)
-                if summary.bravais is None:
-                    summary.bravais = getattr(res, "bravais", None)
-                    summary.space_group = getattr(res, "space_group", None)
-        with lock:
-            done[0] += 1
-            progress("indexing", done[0], len(results))
-
-    list(pool.map(one, results))
-
-
-def _spots_xy(ds, r: ImageResult, opts: ProcessOptions) -> np.ndarray:
-    """Spots of image r for the first rotation pass: stored in the input file unless redo is asked for."""
+# ---------------------------------------------------------------------------------------------- rotation
+def _spots_xy(ds, number: int, finder, opts: ProcessOptions) -> np.ndarray:
+    """Spots of one first-pass image: those stored in the input file unless --redo-rotation-spots."""
     if not opts.redo_rotation_spots:
-        stored = ds.stored_spots(r.number) if hasattr(ds, "stored_spots") else None
+        stored = ds.stored_spots(number) if hasattr(ds, "stored_spots") else None
         if stored is not None and len(stored[0]):
             return np.stack([np.asarray(stored[0], float), np.asarray(stored[1], float)], 1)
-    return np.stack([r.x, r.y], 1).astype(float)
+    try:
+        image = ds.read_image(number)
+    except CorruptFrameError:
+        return np.zeros((0, 2))
+    return finder.find(image).xy
 
 
-def _index_rotation(ds, exp: Experiment, opts: ProcessOptions, algo, results, summary, pool, progress) -> None:
-    from .rotation import assign_rotation_image, refine_rotation_lattice, to_crystal_frame
+def _rotation_plan(ds, exp: Experiment, opts: ProcessOptions, stages: StageSettings, algo: str, numbers: list[int],
+                   pool: ThreadPoolExecutor, summary: IndexingSummary, progress: ProgressCallback) -> Plan:  # fmt: skip
+    """First rotation pass: the sweep lattice (indexed or forced), the refined geometry and the mosaicity."""
+    from .refine import cell_system
+    from .rotation import estimate_mosaicity, index_sweep
+    from .spots import SpotFinder
 
     gon = exp.goniometer
-    ok_results = [r for r in results if r.ok]
+    start_number = None
     if opts.force_rotation_lattice is not None:
         summary.mode = "forced_rotation_lattice"
         A0 = np.linalg.inv(np.asarray(opts.force_rotation_lattice, float).reshape(3, 3))
-        first = []
+        system = cell_system(exp.space_group, lattice=np.linalg.inv(A0))
+        first = numbers[:FORCED_LATTICE_IMAGES]
     else:
         if opts.two_pass_rotation is not None:
             summary.mode = "two_pass_rotation"
-            first = ok_results[: opts.two_pass_rotation]
+            first = numbers[: opts.two_pass_rotation]
         else:
             summary.mode = "single_pass_rotation"
             first = []
-            for r in ok_results:
-                first.append(r)
-                if (r.number - ok_results[0].number + 1) * abs(gon.increment_deg) >= opts.single_pass_rotation:
+            for n in numbers:
+                first.append(n)
+                if (n - numbers[0] + 1) * abs(gon.increment_deg) >= opts.single_pass_rotation:
                     break
             else:
                 summary.notes.append(
-                    f"the images span less than {opts.single_pass_rotation} deg: indexed once all had arrived"
-                )
-        pooled, owners = [], []
-        for r in first:
-            xy = _spots_xy(ds, r, opts)
-            if len(xy):
-                s = to_crystal_frame(exp.pixels_to_recip(xy), gon.angle_mid_deg(r.number), gon.axis)
-                pooled.append(s)
-                owners.append((r.number, xy))
-        if not pooled:
-            summary.notes.append("rotation indexing: no spots in the first pass")
-            return
-        s_all = np.concatenate(pooled)
-        if algo == "ffbidx" and len(s_all) > ROTATION_FFBIDX_SPOTS:
-            # the known-cell indexer works on a few hundred spots: take an even subsample over the
-            # whole pool (all resolutions, all images), not the first or the lowest-resolution ones
-            s_all = s_all[np.linspace(0, len(s_all) - 1, ROTATION_FFBIDX_SPOTS).astype(int)]
-        res = _index_still(s_all, exp.unit_cell, exp.space_group, algo)
-        if not res.ok:
+                    f"the images span less than {opts.single_pass_rotation:g} deg: indexed once all had arrived")
+            start_number = first[-1]
+        finder = SpotFinder(exp, stages.spots)
+        spot_lists = list(pool.map(lambda n: (n, _spots_xy(ds, n, finder, opts)), first))
+        progress("first pass", len(first), len(first))
+        sweep = index_sweep(exp, spot_lists, algo, exp.unit_cell, exp.space_group, stages.refine, summary.notes)
+        if sweep is None:
             summary.notes.append("rotation indexing: the first pass found no lattice")
-            return
-        summary.bravais = getattr(res, "bravais", None)
-        summary.space_group = getattr(res, "space_group", None)
-        A0 = np.linalg.inv(np.asarray(res.lattice, float))
-        # refine the whole-sweep lattice against the first-pass spots (exact diffraction angles)
-        for max_px in (4.0, 2.5):
-            obs = []
-            for num, xy in owners:
-                a = assign_rotation_image(A0, xy, num, exp, max_px=max_px)
-                obs.append((num, xy[a.indexed], a.hkl[a.indexed]))
-            A0 = refine_rotation_lattice(A0, obs, exp)
+            no_index = replace(stages, indexing=IndexingSettings(algorithm="none"))
+            return Plan(experiment=exp, stages=no_index)
+        exp, A0, system = sweep.experiment, sweep.A0, sweep.system
+        from .experiment import cell_from_lattice
+
+        exp = replace(exp, unit_cell=cell_from_lattice(np.linalg.inv(A0)))  # the refined cell goes to the file
+        summary.bravais, summary.space_group, summary.backend = sweep.bravais, sweep.space_group, sweep.backend
+        summary.refinement = sweep.refinement
     summary.rotation_lattice = np.linalg.inv(A0)
-    start_number = first[-1].number if summary.mode == "single_pass_rotation" else None
-    done = [0]
-    lock = threading.Lock()
-
-    def one(r: ImageResult) -> None:
-        if r.ok and r.n_spots and (start_number is None or r.number >= start_number):
-            _assign_and_refine(r, A0, exp)
-        with lock:
-            done[0] += 1
-            progress("indexing", done[0], len(results))
-
-    list(pool.map(one, results))
-
-
-def _assign_and_refine(r: ImageResult, A0: np.ndarray, exp: Experiment) -> None:
-    from .rotation import assign_rotation_image, refine_orientation_image
-
-    gon = exp.goniometer
-    xy = np.stack([r.x, r.y], 1).astype(float)
-    a = assign_rotation_image(A0, xy, r.number, exp)
-    A = A0
-    if a.indexed.sum() >= MIN_INDEXED_SPOTS:
-        A = refine_orientation_image(A0, xy[a.indexed], a.hkl[a.indexed], r.number, exp)
-        a = assign_rotation_image(A, xy, r.number, exp)
-    A_mid = rotation_matrix(gon.axis, float(gon.angle_mid_deg(r.number))) @ A
-    _set_indexed(r, np.linalg.inv(A_mid), a.indexed)
+    # mosaicity from consecutive first-pass images (the middle ones), integrated one at a time
+    mid = len(first) // 2
+    mos_numbers = first[max(0, mid - MOSAICITY_IMAGES // 2): max(0, mid - MOSAICITY_IMAGES // 2) + MOSAICITY_IMAGES]
+    mosaicity = None
+    if stages.integration.method != "none":
+        mosaicity = estimate_mosaicity(exp, A0, mos_numbers, ds.read_image, stages.integration, stages.prediction)
+    if mosaicity is None:
+        mosaicity = DEFAULT_MOSAICITY_DEG
+        if stages.integration.method != "none":
+            summary.notes.append(f"the mosaicity could not be estimated from the first pass: {mosaicity:g} deg used")
+    summary.mosaicity_deg = mosaicity
+    rot = RotationModel(A0=A0, system=system, mosaicity_deg=float(mosaicity), first_image=min(numbers),
+                        last_image=max(numbers), start_number=start_number)  # fmt: skip
+    return Plan(experiment=exp, stages=stages, rotation=rot)

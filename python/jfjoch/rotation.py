@@ -13,15 +13,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .experiment import Experiment, rotation_matrix
+from .experiment import Experiment
 
 __all__ = [
     "RotationAssignment",
+    "SweepIndexing",
     "assign_rotation_image",
     "diffraction_angles",
+    "estimate_mosaicity",
+    "index_sweep",
     "predict_rotation_pixels",
-    "refine_orientation_image",
-    "refine_rotation_lattice",
     "to_crystal_frame",
 ]
 
@@ -118,123 +119,194 @@ def assign_rotation_image(
     return RotationAssignment(hkl, ok, pred)
 
 
-def _small_rotation(d: np.ndarray) -> np.ndarray:
-    ang = np.linalg.norm(d)
-    if ang == 0:
-        return np.eye(3)
-    return rotation_matrix(d / ang, np.degrees(ang))
+ROTATION_FFBIDX_SPOTS = 300
+"""Pooled first-pass spots handed to the known-cell indexer (an even subsample over the whole pool)."""
+SINGLE_IMAGE_ATTEMPTS = 5
+"""When the pooled spots do not index: first-pass images (most spots first) tried one at a time."""
+ASSIGN_ROUNDS_PX = (8.0, 4.0, 2.5)
+"""Spot-to-prediction distances (px) of the successive assignment + sweep-refinement rounds."""
 
 
-ANGLE_WEIGHT_PX_PER_FRAME = 0.5
-"""Weight of the diffraction-angle residual: 1 frame of angle error counts as this many pixels.
+@dataclass
+class SweepIndexing:
+    """Outcome of the first rotation pass: the refined sweep crystal and geometry."""
 
-Spot positions alone cannot fix a rotation about the goniometer axis (it only shifts every diffraction
-angle); the image on which a spot was seen does. A spot may be recorded up to about half a frame from its
-exact angle, so the angle residual is weighted weakly."""
-
-
-def _residuals(pred, xy, omega, near, experiment: Experiment) -> np.ndarray:
-    d_frames = (omega - near) / abs(experiment.goniometer.increment_deg)
-    return np.concatenate([(pred - xy).ravel(), ANGLE_WEIGHT_PX_PER_FRAME * d_frames])
-
-
-def _gauss_newton(resid, params0: np.ndarray, apply, steps: np.ndarray, iterations: int) -> np.ndarray:
-    """Damped Gauss-Newton on pixel residuals with a truncated (robust) cost.
-
-    resid(params) -> residual vector; apply(params0, delta) -> new params; steps: finite-difference step
-    per parameter. Rows whose Jacobian is extreme (reflections grazing the Ewald sphere near the rotation
-    axis, where the predicted position jumps) and residuals beyond 5x the median are left out.
-    """
-    p = params0
-    npar = len(steps)
-
-    def cost(r, clip):
-        r = np.nan_to_num(r, nan=clip)
-        return float(np.sum(np.minimum(r * r, clip * clip)))
-
-    for _ in range(iterations):
-        r0 = resid(p)
-        good = np.isfinite(r0)
-        if good.sum() < 2 * npar:
-            break
-        J = np.stack([(resid(apply(p, steps[k] * np.eye(npar)[k])) - r0) / steps[k] for k in range(npar)], 1)
-        good &= np.all(np.isfinite(J), axis=1)
-        jn = np.linalg.norm(J, axis=1)
-        med_j = np.median(jn[good]) if good.any() else 0.0
-        med_r = np.median(np.abs(r0[good])) if good.any() else 0.0
-        good &= (jn < 10 * med_j) & (np.abs(np.nan_to_num(r0)) < max(5 * med_r, 0.5))
-        if good.sum() < 2 * npar:
-            break
-        clip = max(5 * med_r, 0.5)
-        c0 = cost(r0[good], clip)
-        delta, *_ = np.linalg.lstsq(J[good], -r0[good], rcond=None)
-        accepted = False
-        for _ in range(6):
-            trial = apply(p, delta)
-            if cost(resid(trial)[good], clip) < c0:
-                p, accepted = trial, True
-                break
-            delta = delta / 2
-        if not accepted or np.abs(delta / steps).max() < 1e-3:
-            break
-    return p
+    experiment: Experiment
+    """The experiment with the sweep-refined beam centre and distance."""
+    A0: np.ndarray
+    """Crystal at omega = 0, columns a*, b*, c* (1/Å)."""
+    system: str
+    bravais: str | None
+    space_group: int | None
+    backend: str
+    refinement: dict
+    """rms_px, rms_angle_frames, n_used, mode of the sweep refinement."""
 
 
-def refine_orientation_image(
-    A0: np.ndarray, xy: np.ndarray, hkl: np.ndarray, image: int, experiment: Experiment, iterations: int = 6
-) -> np.ndarray:
-    """Refine the crystal orientation for one image: a small rotation R about the two lab axes
-    perpendicular to the goniometer axis, so that R @ A0 predicts the indexed spots (n, 2 pixels) with
-    their hkl best on `image`. Returns the refined A0 (crystal frame).
-
-    A rotation about the goniometer axis itself is left to the whole-sweep refinement
-    (refine_rotation_lattice): within one image it only shifts diffraction angles inside the frame's
-    oscillation and is not determined by the spot positions.
-    """
-    xy = np.asarray(xy, float).reshape(-1, 2)
-    if len(xy) < 4:
-        return np.asarray(A0, float)
-    mid = float(experiment.goniometer.angle_mid_deg(image))
-    near = np.full(len(xy), mid)
-    A_start = np.asarray(A0, float)
-    ax = np.asarray(experiment.goniometer.axis, float)
-    ax = ax / np.linalg.norm(ax)
-    e1 = np.cross(ax, [0.0, 0.0, 1.0] if abs(ax[2]) < 0.9 else [1.0, 0.0, 0.0])
-    e1 /= np.linalg.norm(e1)
-    e2 = np.cross(ax, e1)
-    basis = np.stack([e1, e2], 1)  # (3, 2): rotation vector = basis @ d
-
-    def resid(d):
-        pred, _ = predict_rotation_pixels(_small_rotation(basis @ d) @ A_start, hkl, near, experiment)
-        return (pred - xy).ravel()
-
-    d = _gauss_newton(resid, np.zeros(2), lambda p, dp: p + dp, np.full(2, 1e-6), iterations)
-    return _small_rotation(basis @ d) @ A_start
-
-
-def refine_rotation_lattice(
-    A0: np.ndarray,
-    spots: list[tuple[int, np.ndarray, np.ndarray]],
+def index_sweep(
     experiment: Experiment,
-    iterations: int = 8,
-) -> np.ndarray:
-    """Refine all nine elements of A0 (crystal frame) against indexed spots of several images.
+    first: list[tuple[int, np.ndarray]],
+    algorithm: str,
+    cell,
+    space_group: int | None,
+    refine_settings,
+    notes: list[str] | None = None,
+) -> SweepIndexing | None:
+    """Index the pooled spots of the first-pass images (``first``: (image number, xy (n, 2 px)) each),
+    mapped to the crystal frame, then refine the sweep (beam centre, distance, orientation, cell with the
+    lattice symmetry kept) against them: positions and diffraction angles (two rounds, assigning spots
+    within 4 and then 2.5 px). None when no lattice is found."""
+    from .index import index_reciprocal
+    from .refine import cell_system, refine_sweep
 
-    spots: (image, xy (n, 2), hkl (n, 3)) per image. Gauss-Newton on pixel residuals with exact
-    diffraction angles; returns the refined A0.
-    """
-    imgs = [(im, np.asarray(xy, float), np.asarray(h)) for im, xy, h in spots if len(xy)]
-    if sum(len(x) for _, x, _ in imgs) < 10:
-        return np.asarray(A0, float)
-    xy_all = np.concatenate([x for _, x, _ in imgs])
-    hkl_all = np.concatenate([h for _, _, h in imgs])
-    near = np.concatenate([np.full(len(x), float(experiment.goniometer.angle_mid_deg(im))) for im, x, _ in imgs])
-    A_start = np.asarray(A0, float)
+    notes = notes if notes is not None else []
+    gon = experiment.goniometer
+    pooled = [to_crystal_frame(experiment.pixels_to_recip(xy), gon.angle_mid_deg(num), gon.axis)
+              for num, xy in first if len(xy)]  # fmt: skip
+    if not pooled:
+        return None
+    s_all = np.concatenate(pooled)
+    if algorithm == "ffbidx" and len(s_all) > ROTATION_FFBIDX_SPOTS:
+        # the known-cell indexer works on a few hundred spots: an even subsample over the whole pool
+        s_all = s_all[np.linspace(0, len(s_all) - 1, ROTATION_FFBIDX_SPOTS).astype(int)]
+    res = index_reciprocal(s_all, cell=cell, space_group=space_group, method=algorithm)
+    if not res.ok:
+        # A wrong beam centre maps the spots of different images to inconsistent crystal-frame vectors,
+        # which can defeat the pooled search; one image alone is self-consistent (like a still). Index the
+        # images with the most spots one by one; the sweep refinement below then fixes the geometry.
+        # The known-cell indexer insists on the cell within 2 %, which a wrong distance can exceed; the FFT
+        # indexer then gets a chance (its cell is still checked against the given one, within 5 %).
+        methods = [algorithm] + (["fftw"] if algorithm == "ffbidx" else [])
+        for method in methods:
+            for num, xy in sorted(first, key=lambda f: -len(f[1]))[:SINGLE_IMAGE_ATTEMPTS]:
+                s1 = to_crystal_frame(experiment.pixels_to_recip(xy), gon.angle_mid_deg(num), gon.axis)
+                res = index_reciprocal(s1, cell=cell, space_group=space_group, method=method)
+                if res.ok:
+                    notes.append(f"rotation indexing: the pooled first-pass spots did not index; image {num} "
+                                 f"alone did ({method}), and the sweep refinement fixed the geometry")
+                    break
+            if res.ok:
+                break
+    if not res.ok:
+        return None
+    system = cell_system(space_group, res.bravais)
+    A0 = np.linalg.inv(np.asarray(res.lattice, float))
+    exp = experiment
+    info: dict = {}
+    for max_px in ASSIGN_ROUNDS_PX:
+        imgs, xys, hkls = [], [], []
+        for num, xy in first:
+            if not len(xy):
+                continue
+            a = assign_rotation_image(A0, xy, num, exp, max_px=max_px)
+            imgs.append(np.full(int(a.indexed.sum()), num))
+            xys.append(xy[a.indexed])
+            hkls.append(a.hkl[a.indexed])
+        n_obs = sum(len(x) for x in xys)
+        if n_obs < 10:
+            break
+        ref = refine_sweep(exp, A0, np.concatenate(imgs), np.concatenate(xys), np.concatenate(hkls), system,
+                           refine_settings)  # fmt: skip
+        exp, A0 = ref.experiment, ref.A
+        info = {"rms_px": ref.rms_px, "rms_angle_frames": ref.rms_angle_frames, "n_used": ref.n_used,
+                "n_observations": n_obs, "mode": ref.mode}  # fmt: skip
+    return SweepIndexing(experiment=exp, A0=A0, system=system, bravais=res.bravais, space_group=res.space_group,
+                         backend=res.backend, refinement=info)  # fmt: skip
 
-    def resid(p):
-        pred, omega = predict_rotation_pixels(p.reshape(3, 3), hkl_all, near, experiment)
-        return _residuals(pred, xy_all, omega, near, experiment)
 
-    step = np.full(9, 1e-6 * np.abs(A_start).max())
-    p = _gauss_newton(resid, A_start.ravel(), lambda p, dp: p + dp, step, iterations)
-    return p.reshape(3, 3)
+MOSAICITY_GRID_DEG = np.geomspace(0.002, 2.0, 61)
+"""Mosaicity values (Gaussian sigma, degrees) the first-pass fit compares."""
+
+
+def estimate_mosaicity(
+    experiment: Experiment,
+    A0: np.ndarray,
+    numbers: list[int],
+    read_image,
+    integration_settings,
+    prediction_settings,
+    min_isigma: float = 20.0,
+) -> float | None:
+    """Mosaicity (Gaussian sigma, degrees) of a sweep from consecutive images ``numbers`` (read one at a time
+    with ``read_image(number)``): predict with a generous mosaicity, integrate each image by summation, and
+    for every strong reflection whose diffraction angle lies inside the images' range (at least one image
+    from either end), compare the fractions I_i / sum(I) it left on the images with the Gaussian rocking
+    model Phi((hi - w)/(m L)) - Phi((lo - w)/(m L)) normalised over the same images. The m that fits best
+    (least squares over a log grid, refined by a parabola through the best three) is returned; None with
+    fewer than 20 usable reflections."""
+    from dataclasses import replace
+
+    from scipy.special import ndtr
+
+    from .errors import CorruptFrameError
+    from .integration_kernel import Flag as KernelFlag
+    from .integration_kernel import integrate_image
+    from .predict import RotationPredictor
+
+    gon = experiment.goniometer
+    numbers = sorted(numbers)
+    if len(numbers) < 3:
+        return None
+    inc = abs(gon.increment_deg)
+    probe = max(0.5, 2.0 * inc)
+    pset = replace(prediction_settings, min_fraction=1e-4, ewald_cutoff=0.0)
+    pred = RotationPredictor(experiment, A0, probe, numbers[0], numbers[-1], pset)
+    det = experiment.detector
+    mask = None if det.mask is None else np.ascontiguousarray(det.mask, np.uint8)
+    sat = int(det.saturation) if det.saturation is not None else np.iinfo(np.int32).max
+    kset = integration_settings.kernel()
+    rows = []  # (event, image, I, sigma, phi_deg, lorentz)
+    for num in numbers:
+        try:
+            img = read_image(num)
+        except CorruptFrameError:
+            continue
+        p = pred.predict(num)
+        if not len(p):
+            continue
+        out = integrate_image(np.ascontiguousarray(img, np.int32), mask, sat, p.x, p.y, kset, profile=False)
+        ok = ((np.asarray(out.flags) & KernelFlag.SUMMED) != 0) & np.isfinite(out.I_sum)
+        lorentz = 1.0 / np.maximum(p.zeta, 1e-9)
+        for j in np.flatnonzero(ok):
+            rows.append((p.event[j], num, out.I_sum[j], out.sigma_sum[j], p.phi[j], lorentz[j]))
+    if not rows:
+        return None
+    arr = np.array(rows, float)
+    lo_all = gon.start_deg + numbers[0] * gon.increment_deg
+    hi_all = gon.start_deg + (numbers[-1] + 1) * gon.increment_deg
+    lo_all, hi_all = min(lo_all, hi_all), max(lo_all, hi_all)
+    events = []
+    for e in np.unique(arr[:, 0]):
+        sub = arr[arr[:, 0] == e]
+        total = sub[:, 2].sum()
+        err = np.sqrt(np.sum(sub[:, 3] ** 2))
+        if total <= 0 or total < min_isigma * err or not (lo_all + inc <= sub[0, 4] <= hi_all - inc):
+            continue
+        events.append(sub)
+    if len(events) < 20:
+        return None
+
+    def cost(m_deg: float) -> float:
+        c = 0.0
+        for sub in events:
+            lo = gon.start_deg + sub[:, 1] * gon.increment_deg
+            hi = lo + gon.increment_deg
+            lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
+            sig = m_deg * sub[:, 5]
+            f = ndtr((hi - sub[:, 4]) / sig) - ndtr((lo - sub[:, 4]) / sig)
+            if f.sum() <= 0:
+                c += 1.0
+                continue
+            c += float(np.sum((sub[:, 2] / sub[:, 2].sum() - f / f.sum()) ** 2))
+        return c
+
+    costs = np.array([cost(m) for m in MOSAICITY_GRID_DEG])
+    k = int(np.argmin(costs))
+    if 0 < k < len(costs) - 1:
+        x = np.log(MOSAICITY_GRID_DEG[k - 1 : k + 2])
+        y = costs[k - 1 : k + 2]
+        den = y[0] - 2 * y[1] + y[2]
+        if den > 0:
+            shift = 0.5 * (y[0] - y[2]) / den * (x[1] - x[0])
+            return float(np.exp(x[1] + shift))
+    return float(MOSAICITY_GRID_DEG[k])

@@ -18,13 +18,12 @@ Thread safety: :class:`SpotFinder` holds only read-only arrays; several threads 
 from __future__ import annotations
 
 import math
-import threading
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import _core
+from .backend import resolve_backend
 from .errors import UsageError
 from .experiment import Experiment
 
@@ -123,31 +122,6 @@ class SpotList:
         return np.stack([self.x, self.y], 1).astype(np.float64)
 
 
-_fallback_warned = threading.Event()
-
-
-def _resolve_backend(backend: str) -> str:
-    b = backend.lower()
-    if b not in _BACKENDS:
-        raise UsageError(f"spot finder: backend must be one of {', '.join(_BACKENDS)}, not {backend!r}")
-    if b == "cuda":
-        if not _core.cuda_compiled:
-            raise UsageError("spot finder: the CUDA backend was requested but this build has no CUDA")
-        if _core.cuda_device_count() == 0:
-            raise UsageError("spot finder: the CUDA backend was requested but no CUDA device is present")
-    if (
-        b == "auto"
-        and _core.cuda_compiled
-        and _core.cuda_device_count() == 0
-        and not _fallback_warned.is_set()
-    ):
-        _fallback_warned.set()
-        warnings.warn(
-            "jfjoch: no CUDA device found, the spot finder runs on the CPU", RuntimeWarning, stacklevel=3
-        )
-    return b
-
-
 class SpotFinder:
     """Spot finder for one experiment: the pixel flags (mask + resolution range) are built once here.
 
@@ -159,23 +133,26 @@ class SpotFinder:
     ) -> None:
         self.experiment = experiment
         self.settings = settings if settings is not None else SpotFinderSettings()
-        self.backend = _resolve_backend(backend)
+        self.backend = resolve_backend(backend, "spot finder")
         det = experiment.detector
         self._core_settings = self.settings.to_core()
-        self._geometry = experiment.geometry_kwargs()
         mask = None
         if det.mask is not None:
             mask = np.ascontiguousarray(np.asarray(det.mask) != 0, dtype=np.uint8)
             if mask.shape != (det.ny, det.nx):
                 raise UsageError(f"detector mask has shape {mask.shape}, expected {(det.ny, det.nx)}")
         self.flags: np.ndarray = _core.spot_pixel_flags(
-            mask, det.nx, det.ny, settings=self._core_settings, **self._geometry
+            mask, experiment.core, settings=self._core_settings
         )
         """(ny, nx) uint8: 1 = invalid, 2 = outside the resolution limits (read-only)."""
         self.flags.setflags(write=False)
         sat = det.saturation
         self.saturation: int = _INT32_MAX if sat is None else int(min(max(int(sat), 1), _INT32_MAX))
         """Counts at and above which a pixel is saturated (capped at 2^22 inside the kernel)."""
+
+    def __reduce__(self):
+        """Pickles as its inputs (the flags are rebuilt where it is unpickled)."""
+        return (SpotFinder, (self.experiment, self.settings, self.backend))
 
     def _image(self, image: np.ndarray) -> np.ndarray:
         img = np.asarray(image)
@@ -194,9 +171,9 @@ class SpotFinder:
             self._image(image),
             self.flags,
             self.saturation,
+            self.experiment.core,
             settings=self._core_settings,
             backend=self.backend,
-            **self._geometry,
         )
         return SpotList(
             x=x,

@@ -12,71 +12,27 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .. import __version__
-from ..errors import JfjochError, UsageError
-from ..options import INDEXING_ALGORITHMS, ProcessOptions, parse_cell, parse_lattice
+from ..errors import JfjochError
+from ..options import ProcessOptions
 from ..results import ProcessResult
+from .options import add_options, option_panels, options_from_click
 
 click.rich_click.TEXT_MARKUP = None
-click.rich_click.OPTION_GROUPS = {
-    "jfjoch_process": [
-        {"name": "General", "options": ["--output-prefix", "--threads", "--start-image", "--end-image",
-                                        "--stride", "--verbose", "--help", "--version"]},
-        {"name": "Spot finding", "options": ["--spot-sigma", "--spot-threshold", "--spot-high-resolution",
-                                             "--max-spots"]},
-        {"name": "Indexing", "options": ["--indexing-algorithm", "--unit-cell", "--space-group",
-                                         "--two-pass-rotation", "--single-pass-rotation",
-                                         "--redo-rotation-spots", "--force-rotation-lattice"]},
-    ]
-}
+click.rich_click.OPTION_GROUPS.update(option_panels(ProcessOptions, "jfjoch_process"))
 
 
 @click.command(name="jfjoch_process", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("input_master", metavar="INPUT_MASTER.h5")
-@click.option("-o", "--output-prefix", default="output", show_default=True, help="Output file prefix.")
-@click.option("-N", "--threads", type=int, default=1, show_default=True, help="Number of worker threads.")
-@click.option("-s", "--start-image", type=int, default=0, show_default=True, help="First image to process.")
-@click.option("-e", "--end-image", type=int, default=None, help="Last image to process (default: all).")
-@click.option("-t", "--stride", type=int, default=1, show_default=True, help="Process every n-th image.")
-@click.option("-v", "--verbose", is_flag=True, help="Verbose output (per-image lines, tracebacks).")
-@click.option("--spot-sigma", type=float, default=3.0, show_default=True, help="Noise sigma level for spot finding.")
-@click.option("--spot-threshold", type=float, default=10.0, show_default=True,
-              help="Photon-count threshold for spot finding.")
-@click.option("--spot-high-resolution", type=float, default=1.5, show_default=True,
-              help="High-resolution limit for spot finding, Å.")
-@click.option("--max-spots", type=int, default=250, show_default=True, help="Maximum spot count per image.")
-@click.option("-X", "--indexing-algorithm", default="auto", show_default=True,
-              help="FFBIDX | FFT | FFTW | Auto | None (case-insensitive).")
-@click.option("-C", "--unit-cell", default=None, help='Reference unit cell "a,b,c,alpha,beta,gamma" (Å, deg).')
-@click.option("-S", "--space-group", type=int, default=None, help="Space group number.")
-@click.option("-R", "--two-pass-rotation", type=int, is_flag=False, flag_value=30, default=None,
-              help="Two-pass rotation indexing over the first N images (default 30).")
-@click.option("--single-pass-rotation", type=float, is_flag=False, flag_value=20.0, default=None,
-              help="Single-pass rotation indexing once the spots span this many degrees (default 20).")
-@click.option("--redo-rotation-spots", is_flag=True, help="Redo spot finding for the two-pass first pass.")
-@click.option("--force-rotation-lattice", default=None,
-              help="Force the rotation lattice: 9 floats, a, b, c in Å (lab frame at omega 0).")
+@add_options(ProcessOptions)
 @click.version_option(__version__, "--version")
 def command(input_master: str, **kw) -> None:
-    """Process a Jungfraujoch (NXmx) dataset: spot finding, azimuthal integration, indexing.
+    """Process a Jungfraujoch (NXmx) dataset: spot finding, indexing, geometry refinement, prediction,
+    Bragg integration and azimuthal integration.
 
     Writes <prefix>_process.h5 and prints a summary.
     """
-    opts = _options(kw)
+    opts = options_from_click(ProcessOptions, kw)
     run(input_master, opts)
-
-
-def _options(kw: dict) -> ProcessOptions:
-    algo = str(kw.pop("indexing_algorithm")).lower()
-    if algo not in INDEXING_ALGORITHMS:
-        raise UsageError(f"-X/--indexing-algorithm must be one of {', '.join(INDEXING_ALGORITHMS)} (got {algo!r})")
-    cell = kw.pop("unit_cell")
-    lat = kw.pop("force_rotation_lattice")
-    return ProcessOptions(
-        indexing_algorithm=algo,
-        unit_cell=parse_cell(cell) if cell is not None else None,
-        force_rotation_lattice=parse_lattice(lat) if lat is not None else None,
-        **kw,
-    ).validate()
 
 
 def run(input_master: str, opts: ProcessOptions) -> ProcessResult:
@@ -106,21 +62,28 @@ def run(input_master: str, opts: ProcessOptions) -> ProcessResult:
     return result
 
 
-def print_summary(console: Console, r: ProcessResult, opts: ProcessOptions) -> None:
-    e = r.experiment
+def _geometry_line(e, label: str) -> str:
     d = e.detector
-    bx, by = d.beam_center_px
+    bx, by, dist = e.core.beam()
     gon = e.goniometer
-    console.print(
-        f"detector {d.nx} x {d.ny} px of {d.pixel_mm * 1000:.0f} µm, distance {d.distance_mm:.2f} mm, "
-        f"beam centre ({bx:.2f}, {by:.2f}) px, wavelength {e.beam.wavelength_A:.5f} Å"
-        + (f", rotation {gon.increment_deg:g}°/image about {np.round(gon.axis, 3).tolist()}" if gon else ", stills")
-    )
+    return (f"{label}: detector {d.nx} x {d.ny} px of {d.pixel_mm * 1000:.0f} µm, distance {dist:.3f} mm, "
+            f"beam centre ({bx:.2f}, {by:.2f}) px, wavelength {e.beam.wavelength_A:.5f} Å"
+            + (f", rotation {gon.increment_deg:g}°/image about {np.round(gon.axis, 3).tolist()}" if gon
+               else ", stills"))  # fmt: skip
+
+
+def print_summary(console: Console, r: ProcessResult, opts: ProcessOptions) -> None:
+    e_in = r.input_experiment or r.experiment
+    console.print(_geometry_line(e_in, "input"))
+    if r.indexing.refinement:
+        ref = r.indexing.refinement
+        rms = f"rms {ref.get('rms_px', np.nan):.3f} px, {ref.get('rms_angle_frames', np.nan):.3f} frames"
+        console.print(_geometry_line(r.experiment, "refined (sweep)") + f"; {rms}, {ref.get('n_used', 0)} spots")
     for note in r.indexing.notes:
         console.print(f"[yellow]note:[/yellow] {note}")
     table = Table(title="Per-image results", show_lines=False)
-    for col in ("images", "spots (mean)", "ice-ring spots", "indexed", "indexed spots (mean)",
-                "resolution est. (Å)", "background (ph/px)", "failed"):
+    for col in ("images", "spots (mean)", "ice-ring spots", "indexed", "indexed spots (mean)", "predicted (mean)",
+                "integrated (mean)", "resolution est. (Å)", "background (ph/px)", "failed"):  # fmt: skip
         table.add_column(col, justify="right")
     ims = r.images
     n_rows = len(ims) if opts.verbose else min(len(ims), 20)
@@ -135,19 +98,24 @@ def print_summary(console: Console, r: ProcessResult, opts: ProcessOptions) -> N
         table.add_row(
             label,
             f"{np.mean([im.n_spots for im in ok]):.1f}" if ok else "-",
-            f"{sum(int(np.count_nonzero(im.ice_ring)) for im in ok)}",
+            f"{sum(im.n_ice for im in ok)}",
             f"{sum(im.indexed for im in ok)}/{len(ok)}",
             f"{np.mean([im.n_indexed for im in ok]):.1f}" if ok else "-",
+            f"{np.mean([im.counts.predicted for im in ok]):.1f}" if ok else "-",
+            f"{np.mean([im.counts.integrated for im in ok]):.1f}" if ok else "-",
             _nanfmt(res, ".2f"),
             _nanfmt(bkg, ".3f"),
             str(len(sel) - len(ok)),
         )
     console.print(table)
     n_ok = sum(im.ok for im in ims)
-    failed = len(ims) - n_ok
+    failed = [im for im in ims if not im.ok]
     if failed:
-        console.print(f"[red]{failed} image(s) could not be read[/red]: "
-                      + ", ".join(str(im.number) for im in ims if not im.ok)[:200])
+        console.print(f"[red]{len(failed)} image(s) could not be read[/red]: "
+                      + ", ".join(str(im.number) for im in failed)[:200])  # fmt: skip
+        if opts.verbose:
+            for im in failed:
+                console.print(f"  image {im.number}: {im.error}")
     if r.indexing.algorithm != "none" or r.indexing.mode != "stills":
         rate = r.indexing_rate
         console.print(
@@ -159,8 +127,25 @@ def print_summary(console: Console, r: ProcessResult, opts: ProcessOptions) -> N
         if mc is not None:
             m, s = mc
             console.print(
-                "mean cell  a {:.3f}({:.3f}) b {:.3f}({:.3f}) c {:.3f}({:.3f}) Å  "
+                "refined cell  a {:.3f}({:.3f}) b {:.3f}({:.3f}) c {:.3f}({:.3f}) Å  "
                 "α {:.2f}({:.2f}) β {:.2f}({:.2f}) γ {:.2f}({:.2f})°".format(*np.ravel(np.stack([m, s], 1)))
+            )
+        beams = np.array([im.refined_beam for im in ims if getattr(im, "refined_beam", None) is not None], float)
+        if len(beams):
+            mb, sb = beams.mean(0), beams.std(0)
+            console.print(f"refined beam centre per still: ({mb[0]:.2f} ± {sb[0]:.2f}, {mb[1]:.2f} ± {sb[1]:.2f}) px")
+        if r.indexing.mosaicity_deg is not None:
+            console.print(f"mosaicity (sweep, Gaussian sigma): {r.indexing.mosaicity_deg:.4f}°")
+        radii = [im.profile_radius for im in ims if np.isfinite(getattr(im, "profile_radius", np.nan))]
+        if radii:
+            console.print(f"profile radius R0 (stills, median): {np.median(radii):.2e} 1/Å")
+        tot = r.integration_totals()
+        if tot.predicted:
+            console.print(
+                f"integration ({opts.integration}): {tot.predicted} predicted, {tot.integrated} integrated"
+                + (f" ({tot.profile_fitted} profile-fitted)" if opts.integration == "profile" else "")
+                + f"; dropped: {tot.dropped_masked} masked pixel, {tot.dropped_background} too little background, "
+                f"{tot.dropped_edge} at the edge; flagged: {tot.overlapped} overlapping, {tot.saturated} saturated"
             )
     console.print("time: " + ", ".join(f"{k} {v:.2f} s" for k, v in r.timing.items()))
     if r.output_path:

@@ -6,7 +6,6 @@ in the frame of ``s``. The algorithm and its parameters are described in docs/in
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -60,29 +59,22 @@ class FftIndexResult:
     """Stage times (s): histogram_s, fft_s, candidates_s, refine_s."""
 
 
-_warned_no_gpu = False
-
-
 def gpu_available() -> bool:
     """True when the CUDA backend is compiled in and a device is present."""
-    return bool(_core.cuda_compiled) and _core.cuda_device_count() > 0
+    from ..backend import gpu_available as _gpu
+
+    return _gpu()
 
 
 def resolve_backend(backend: str) -> str:
-    """Map 'gpu'/'cuda'/'cpu'/'auto' to the backend that will run; 'gpu'/'cuda' without a device falls back
-    to the CPU with one warning per process."""
-    global _warned_no_gpu
+    """Map 'gpu'/'cuda'/'cpu'/'auto' to the backend that will run (jfjoch.backend.resolve_backend): 'gpu' or
+    'cuda' without a device falls back to the CPU with one note per process."""
+    from ..backend import resolve_backend as _resolve
+
     b = backend.lower()
-    if b in ("gpu", "cuda"):
-        if gpu_available():
-            return "cuda"
-        if not _warned_no_gpu:
-            warnings.warn("FFT indexer: no CUDA device, running the CPU (FFTW) implementation", stacklevel=3)
-            _warned_no_gpu = True
-        return "cpu"
-    if b in ("cpu", "auto"):
-        return b
-    raise ValueError(f"unknown backend {backend!r}")
+    if b not in ("gpu", "cuda", "cpu", "auto"):
+        raise ValueError(f"unknown backend {backend!r}")
+    return _resolve("cuda" if b in ("gpu", "cuda") else b, "FFT indexer", soft=True)
 
 
 def index_fft(

@@ -8,7 +8,6 @@ described in docs/indexing_toro.md.
 from __future__ import annotations
 
 import threading
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -153,7 +152,6 @@ def cell_to_basis(cell: Sequence[float]) -> np.ndarray:
 
 
 _local = threading.local()
-_warned_fallback = False
 
 
 def _indexer(settings: ToroSettings, backend: str) -> _core.ToroIndexer:
@@ -167,10 +165,6 @@ def _indexer(settings: ToroSettings, backend: str) -> _core.ToroIndexer:
             ix = _core.ToroIndexer(settings._sizes(), backend)
         except (ValueError, RuntimeError) as e:
             raise UsageError(str(e)) from e
-        global _warned_fallback
-        if backend == "auto" and _core.cuda_compiled and ix.backend == "cpu" and not _warned_fallback:
-            _warned_fallback = True
-            warnings.warn("toro: no CUDA device, indexing on the CPU", RuntimeWarning, stacklevel=3)
         cache[key] = ix
     return ix
 
@@ -195,8 +189,10 @@ def index_toro(
     Thread-safe: every calling thread uses its own indexer (workspace); the GIL is released.
     """
     settings = settings or ToroSettings()
-    if backend not in ("auto", "cpu", "cuda"):
-        raise UsageError(f"backend must be 'auto', 'cpu' or 'cuda', not {backend!r}")
+    from ..backend import resolve_backend
+
+    backend = resolve_backend("cuda" if backend == "auto" else backend, "fast-feedback indexer (ffbidx)",
+                              soft=backend == "auto")
     sv = np.ascontiguousarray(s, dtype=np.float32)
     if sv.ndim != 2 or sv.shape[1] != 3:
         raise InputError(f"s must be (n, 3), got {sv.shape}")

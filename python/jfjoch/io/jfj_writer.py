@@ -57,10 +57,27 @@ def _tmp(path: Path) -> Path:
     return path.with_name(path.name + f".tmp{os.getpid()}")
 
 
-def _write_master(path: Path, data_name: str, sim: Simulator) -> None:
+def _experiment(sim: Simulator):
+    """The simulated dataset's geometry as an Experiment (for the shared NXmx geometry writer)."""
+    from ..experiment import Beam, Detector, Experiment, Goniometer
+
     s = sim.s
-    nx, ny = sim.nx, sim.ny
     bx, by = sim.beam_center
+    det = Detector(nx=sim.nx, ny=sim.ny, pixel_mm=s.pixel_mm, origin_mm=np.zeros(3), mask=sim.mask != 0,
+                   saturation=s.saturation).with_beam(bx, by, s.distance_mm)  # fmt: skip
+    gon = None
+    if s.mode == "rotation":
+        gon = Goniometer(axis=np.asarray(sim.axis, float), start_deg=s.omega_start_deg,
+                         increment_deg=s.omega_width_deg)  # fmt: skip
+    return Experiment(beam=Beam(s.wavelength_A, polarization_fraction=s.polarization_fraction), detector=det,
+                      goniometer=gon, unit_cell=tuple(float(c) for c in s.cell),
+                      space_group=int(sim.sg.number))  # fmt: skip
+
+
+def _write_master(path: Path, data_name: str, sim: Simulator) -> None:
+    from .nxmx_geometry import write_experiment
+
+    s = sim.s
     with h5py.File(path, "w") as f:
         entry = f.create_group("entry")
         entry.attrs["NX_class"] = "NXentry"
@@ -70,79 +87,24 @@ def _write_master(path: Path, data_name: str, sim: Simulator) -> None:
         data = entry.create_group("data")
         data.attrs["NX_class"] = "NXdata"
         data["data_000001"] = h5py.ExternalLink(data_name, "/entry/data/data")
-        inst = entry.create_group("instrument")
-        inst.attrs["NX_class"] = "NXinstrument"
+        write_experiment(entry, _experiment(sim), n_angles=s.n_images, mask_in_detector_specific=True,
+                         pixel_mask=sim.mask)  # fmt: skip
+        inst = entry["instrument"]
         _str(inst, "name", f"simulated {sim.layout.name} (jfjoch.simulate)")
-        beam = inst.create_group("beam")
-        beam.attrs["NX_class"] = "NXbeam"
-        _num(beam, "incident_wavelength", s.wavelength_A, "angstrom")
-        det = inst.create_group("detector")
-        det.attrs["NX_class"] = "NXdetector"
-        _num(det, "beam_center_x", bx, "pixel")
-        _num(det, "beam_center_y", by, "pixel")
+        det = inst["detector"]
         _num(det, "bit_depth_image", 32)
         _num(det, "count_time", 0.01, "s")
         _num(det, "frame_time", 0.01, "s")
-        _str(det, "depends_on", "/entry/instrument/detector/transformations/translation")
         _str(det, "description", f"{sim.layout.name} simulated by jfjoch.simulate")
-        _num(det, "detector_distance", s.distance_mm / 1000.0, "m")
         _num(det, "distance", s.distance_mm / 1000.0, "m")
-        _num(det, "saturation_value", s.saturation)
-        _str(det, "sensor_material", "Si")
-        _num(det, "sensor_thickness", 320e-6, "m")
-        _num(det, "x_pixel_size", s.pixel_mm / 1000.0, "m")
-        _num(det, "y_pixel_size", s.pixel_mm / 1000.0, "m")
-        spec = det.create_group("detectorSpecific")
+        spec = det["detectorSpecific"]
         _num(spec, "nimages", s.n_images)
         _num(spec, "ntrigger", 1)
-        _num(spec, "x_pixels_in_detector", nx)
-        _num(spec, "y_pixels_in_detector", ny)
-        spec.create_dataset("pixel_mask", data=sim.mask.astype(np.uint32), compression="gzip")
-        tr = det.create_group("transformations")
-        tr.attrs["NX_class"] = "NXtransformations"
-        t = _num(tr, "translation", [s.distance_mm], "mm")
-        t.attrs.update({"depends_on": ".", "transformation_type": "translation", "vector": [0.0, 0.0, 1.0]})
-        mod = det.create_group("detector_module")
-        mod.attrs["NX_class"] = "NXdetector_module"
-        _num(mod, "data_origin", [0, 0], dtype=np.int32)
-        _num(mod, "data_size", [nx, ny], dtype=np.int32)
-        off = _num(mod, "module_offset", [0.0], "mm")
-        off.attrs.update(
-            {
-                "depends_on": "/entry/instrument/detector/transformations/translation",
-                "offset": [-bx * s.pixel_mm, -by * s.pixel_mm, 0.0],
-                "offset_units": "mm",
-                "transformation_type": "translation",
-                "vector": [1.0, 0.0, 0.0],
-            }
-        )
-        for name, vec in (
-            ("fast_pixel_direction", [1.0, 0.0, 0.0]),
-            ("slow_pixel_direction", [0.0, 1.0, 0.0]),
-        ):
-            ds = _num(mod, name, [s.pixel_mm], "mm")
-            ds.attrs.update(
-                {
-                    "depends_on": "/entry/instrument/detector/detector_module/module_offset",
-                    "offset": [0.0, 0.0, 0.0],
-                    "offset_units": "mm",
-                    "transformation_type": "translation",
-                    "vector": vec,
-                }
-            )
-        sample = entry.create_group("sample")
-        sample.attrs["NX_class"] = "NXsample"
+        _num(spec, "x_pixels_in_detector", sim.nx)
+        _num(spec, "y_pixels_in_detector", sim.ny)
+        sample = entry["sample"]
         _str(sample, "name", "simulated crystal")
-        _num(sample, "unit_cell", list(s.cell))
-        _str(sample, "space_group", sim.sg.hm.replace(" ", ""))
-        if s.mode == "rotation":
-            _str(sample, "depends_on", "/entry/sample/transformations/omega")
-            st = sample.create_group("transformations")
-            st.attrs["NX_class"] = "NXtransformations"
-            om = _num(st, "omega", s.omega_start_deg + np.arange(s.n_images) * s.omega_width_deg, "deg")
-            om.attrs.update({"depends_on": ".", "transformation_type": "rotation", "vector": list(sim.axis)})
-            _num(st, "omega_increment_set", s.omega_width_deg, "deg")
-        else:
+        if s.mode != "rotation":
             _str(sample, "depends_on", ".")
 
 

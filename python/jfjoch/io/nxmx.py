@@ -21,7 +21,7 @@ import numpy as np
 
 from jfjoch import _core
 from jfjoch.errors import CorruptFrameError, InputError
-from jfjoch.experiment import Beam, Detector, Experiment, Goniometer
+from jfjoch.io.nxmx_geometry import MissingFieldError, default_saturation, read_experiment  # noqa: F401  (re-export)
 
 __all__ = ["ImageIndexError", "MissingFieldError", "NXmxDataset", "open_master", "to_int32"]
 
@@ -29,100 +29,11 @@ INT32_MIN = np.iinfo(np.int32).min
 INT32_MAX = np.iinfo(np.int32).max
 BITSHUFFLE_FILTER = 32008
 
-_DET = "/entry/instrument/detector"
-# metres per unit, for lengths and wavelengths
-_LENGTH_UNITS = {
-    "m": 1.0, "meter": 1.0, "meters": 1.0, "metre": 1.0, "metres": 1.0,
-    "mm": 1e-3, "millimeter": 1e-3, "millimeters": 1e-3, "millimetre": 1e-3,
-    "um": 1e-6, "µm": 1e-6, "micron": 1e-6, "microns": 1e-6, "micrometer": 1e-6, "micrometers": 1e-6,
-    "nm": 1e-9, "nanometer": 1e-9, "nanometers": 1e-9,
-    "a": 1e-10, "å": 1e-10, "angstrom": 1e-10, "angstroms": 1e-10, "ang": 1e-10,
-}  # fmt: skip
-_ANGLE_UNITS = {"deg": 1.0, "degree": 1.0, "degrees": 1.0, "rad": 180.0 / np.pi, "radian": 180.0 / np.pi,
-                "radians": 180.0 / np.pi}  # fmt: skip
-
-
-class MissingFieldError(InputError):
-    """A field the reader needs (geometry, data) is absent from the master file."""
-
-
 class ImageIndexError(InputError, IndexError):
     """Image index outside [0, n_images)."""
 
 
 # ---------------------------------------------------------------------------------------------- values
-def _units(obj: h5py.Dataset) -> str | None:
-    u = obj.attrs.get("units")
-    if u is None:
-        return None
-    if isinstance(u, bytes):
-        u = u.decode()
-    return str(np.asarray(u).ravel()[0] if np.ndim(u) else u).strip()
-
-
-def _scale(units: str | None, table: dict[str, float], default: str, what: str) -> float:
-    key = (units or default).lower()
-    if key not in table:
-        raise InputError(f"{what}: unknown units '{units}'")
-    return table[key]
-
-
-def _length_mm(ds: h5py.Dataset, default_units: str) -> np.ndarray:
-    """Dataset value in mm, honouring its ``units`` attribute (default_units when it has none)."""
-    return np.asarray(ds[()], float) * _scale(_units(ds), _LENGTH_UNITS, default_units, ds.name) * 1e3
-
-
-def _wavelength_A(ds: h5py.Dataset) -> float:
-    return float(np.ravel(ds[()])[0]) * _scale(_units(ds), _LENGTH_UNITS, "angstrom", ds.name) * 1e10
-
-
-def _angle_deg(ds: h5py.Dataset) -> np.ndarray:
-    return np.atleast_1d(np.asarray(ds[()], float)) * _scale(_units(ds), _ANGLE_UNITS, "deg", ds.name)
-
-
-def _first(f: h5py.File, paths: tuple[str, ...]) -> h5py.Dataset | None:
-    for p in paths:
-        obj = f.get(p)
-        if isinstance(obj, h5py.Dataset):
-            return obj
-    return None
-
-
-def _require(f: h5py.File, paths: tuple[str, ...], what: str) -> h5py.Dataset:
-    ds = _first(f, paths)
-    if ds is None:
-        raise MissingFieldError(f"{f.filename}: missing {what} ({' or '.join(paths)})")
-    return ds
-
-
-def _vector_attr(ds: h5py.Dataset | None, default: tuple[float, float, float]) -> np.ndarray:
-    v = None if ds is None else ds.attrs.get("vector")
-    v = np.asarray(default if v is None else v, float).ravel()
-    n = np.linalg.norm(v)
-    if v.size != 3 or n == 0:
-        raise InputError(f"{ds.name}: invalid 'vector' attribute")
-    return v / n
-
-
-def _text(ds: h5py.Dataset) -> str:
-    v = ds[()]
-    if isinstance(v, np.ndarray):
-        v = v.ravel()[0]
-    return v.decode() if isinstance(v, bytes) else str(v)
-
-
-# ------------------------------------------------------------------------------------------ conversion
-def default_saturation(dtype: np.dtype) -> int:
-    """Saturation count implied by the pixel type when the file states none."""
-    dt = np.dtype(dtype)
-    return {
-        np.dtype(np.int16): 32767,
-        np.dtype(np.uint16): 65534,
-        np.dtype(np.uint8): 254,
-        np.dtype(np.int8): 127,
-    }.get(dt, INT32_MAX)
-
-
 def to_int32(frame: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Convert a raw frame to int32 following the reader's rule (docs/io.md).
 
@@ -270,113 +181,6 @@ def _find_segments(f: h5py.File) -> list[_Segment]:
 
 
 # ------------------------------------------------------------------------------------------- geometry
-def _read_experiment(f: h5py.File, ny: int, nx: int, dtype: np.dtype) -> Experiment:
-    wl_paths = (
-        "/entry/instrument/beam/incident_wavelength",
-        "/entry/instrument/monochromator/wavelength",
-        "/entry/instrument/beam/wavelength",
-    )
-    wl = _require(f, wl_paths, "incident_wavelength")
-    wavelength = _wavelength_A(wl)
-    px = _require(f, (f"{_DET}/x_pixel_size",), "x_pixel_size")
-    pixel_mm = float(np.ravel(_length_mm(px, "m"))[0])
-    py_ = _first(f, (f"{_DET}/y_pixel_size",))
-    if py_ is not None and not np.isclose(float(np.ravel(_length_mm(py_, "m"))[0]), pixel_mm, rtol=1e-6):
-        raise InputError(f"{f.filename}: non-square pixels are not supported")
-    dist = _require(f, (f"{_DET}/detector_distance", f"{_DET}/distance"), "detector_distance")
-    distance_mm = float(np.ravel(_length_mm(dist, "m"))[0])
-    bx = float(np.ravel(_require(f, (f"{_DET}/beam_center_x",), "beam_center_x")[()])[0])
-    by = float(np.ravel(_require(f, (f"{_DET}/beam_center_y",), "beam_center_y")[()])[0])
-    for name in ("beam_center_x", "beam_center_y"):
-        ds = f[f"{_DET}/{name}"]
-        u = (_units(ds) or "pixel").lower()
-        if u not in ("pixel", "pixels", "px"):
-            # a beam centre given as a length: convert to pixels
-            scale = _scale(u, _LENGTH_UNITS, "m", ds.name) * 1e3 / pixel_mm
-            if name == "beam_center_x":
-                bx *= scale
-            else:
-                by *= scale
-    fast = _vector_attr(_first(f, (f"{_DET}/detector_module/fast_pixel_direction",
-                                   f"{_DET}/module/fast_pixel_direction")), (1.0, 0.0, 0.0))  # fmt: skip
-    slow = _vector_attr(_first(f, (f"{_DET}/detector_module/slow_pixel_direction",
-                                   f"{_DET}/module/slow_pixel_direction")), (0.0, 1.0, 0.0))  # fmt: skip
-    origin = np.array([0.0, 0.0, distance_mm]) - (bx * fast + by * slow) * pixel_mm
-
-    mask = None
-    pm = _first(f, (f"{_DET}/detectorSpecific/pixel_mask", f"{_DET}/pixel_mask"))
-    if pm is not None:
-        m = np.asarray(pm[()])
-        if m.shape != (ny, nx):
-            raise InputError(f"{f.filename}: pixel_mask has shape {m.shape}, images are {(ny, nx)}")
-        mask = m != 0
-    sat_ds = _first(
-        f, (f"{_DET}/saturation_value", f"{_DET}/detectorSpecific/countrate_correction_count_cutoff")
-    )
-    saturation = default_saturation(dtype)
-    if sat_ds is not None:
-        saturation = int(min(int(np.ravel(sat_ds[()])[0]), saturation))
-    extra = {}
-    mat = _first(f, (f"{_DET}/sensor_material",))
-    if mat is not None:
-        extra["sensor_material"] = _text(mat)
-    th = _first(f, (f"{_DET}/sensor_thickness",))
-    if th is not None:
-        extra["sensor_thickness_mm"] = float(np.ravel(_length_mm(th, "m"))[0])
-    detector = Detector(nx=nx, ny=ny, pixel_mm=pixel_mm, origin_mm=origin, fast=fast, slow=slow, mask=mask,
-                        saturation=saturation, **extra)  # fmt: skip
-    return Experiment(beam=Beam(wavelength_A=wavelength), detector=detector, goniometer=_goniometer(f),
-                      unit_cell=_unit_cell(f), space_group=_space_group(f))  # fmt: skip
-
-
-def _goniometer(f: h5py.File) -> Goniometer | None:
-    om = _first(f, ("/entry/sample/transformations/omega", "/entry/sample/goniometer/omega"))
-    if om is None:
-        return None
-    angles = _angle_deg(om)
-    if np.unique(angles).size < 2:
-        return None
-    inc_paths = (
-        f"{om.parent.name}/omega_increment_set",
-        "/entry/sample/goniometer/omega_increment_set",
-        "/entry/sample/goniometer/omega_range_average",
-    )
-    inc_ds = _first(f, inc_paths)
-    increment = float(_angle_deg(inc_ds)[0]) if inc_ds is not None else float(angles[1] - angles[0])
-    axis = _vector_attr(om, (1.0, 0.0, 0.0))
-    return Goniometer(axis=axis, start_deg=float(angles[0]), increment_deg=increment)
-
-
-def _unit_cell(f: h5py.File) -> tuple[float, ...] | None:
-    uc = _first(f, ("/entry/sample/unit_cell", "/entry/sample/sample/unit_cell"))
-    if uc is None:
-        return None
-    v = np.asarray(uc[()], float).ravel()
-    if v.size != 6:
-        raise InputError(f"{f.filename}: {uc.name} must hold 6 numbers")
-    return tuple(float(x) for x in v)
-
-
-def _space_group(f: h5py.File) -> int | None:
-    sg = _first(f, ("/entry/sample/space_group", "/entry/sample/space_group_number"))
-    if sg is None:
-        return None
-    v = sg[()]
-    if isinstance(v, np.ndarray):
-        v = v.ravel()[0]
-    if isinstance(v, (bytes, str)):
-        s = v.decode() if isinstance(v, bytes) else v
-        if s.strip().isdigit():
-            return int(s)
-        import gemmi
-
-        g = gemmi.find_spacegroup_by_name(s.strip())
-        if g is None:
-            raise InputError(f"{f.filename}: unknown space group '{s}'")
-        return int(g.number)
-    return int(v)
-
-
 # -------------------------------------------------------------------------------------------- dataset
 class NXmxDataset:
     """An open NXmx master file; use as a context manager. ``read_image`` is thread-safe."""
@@ -400,7 +204,7 @@ class NXmxDataset:
                 if s.dset.shape[1:] != first.shape[1:]:
                     raise InputError(f"{self.path}: data blocks have different image sizes")
             self.image_numbers = np.arange(self.n_images, dtype=np.int64)
-            self.experiment = _read_experiment(self._file, self.ny, self.nx, self.dtype)
+            self.experiment = read_experiment(self._file, self.ny, self.nx, self.dtype)
         except Exception:
             self._file.close()
             raise
