@@ -29,7 +29,7 @@ def _brute_force(exp: Experiment, A: np.ndarray, d_min: float, R0: float, bandwi
     s = hkl @ A.T
     s2 = np.einsum("ij,ij->i", s, s)
     lam = exp.beam.wavelength_A
-    eps = np.linalg.norm(s + [0, 0, 1 / lam], axis=1) - 1 / lam
+    eps = np.linalg.norm(s + np.array([0, 0, 1 / lam]), axis=1) - 1 / lam
     reff2 = R0 * R0 + 0.5 * (bandwidth * lam) ** 2 * s2 * s2
     keep = (s2 <= 1 / d_min**2) & (eps * eps <= reff2)
     hkl, s = hkl[keep], s[keep]
@@ -107,7 +107,7 @@ def test_rotation_events_on_ewald_sphere_and_fractions_sum_to_one(rot1):
     sel = np.arange(0, len(pred.phi), 97)
     for i in sel:
         s = rotation_matrix(exp.goniometer.axis, np.degrees(pred.phi[i])) @ A0 @ pred.hkl[i]
-        assert abs(np.linalg.norm(s + [0, 0, 1 / lam]) - 1 / lam) < 1e-10
+        assert abs(np.linalg.norm(s + np.array([0, 0, 1 / lam])) - 1 / lam) < 1e-10
     # a reflection well inside the sweep: its fractions over all images add up to 1
     totals: dict[int, float] = {}
     inner: set[int] = set()  # events predicted well inside the detector (10 px from the edges)
