@@ -10,6 +10,7 @@ void add_azint(py::module_& m);
 void add_index(py::module_& m);
 void add_toro(py::module_& m);
 void add_simulate(py::module_& m);
+void add_integrate(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "jfjoch compiled kernels (C++ with an optional CUDA backend)";
@@ -28,4 +29,5 @@ PYBIND11_MODULE(_core, m) {
     add_index(m);
     add_toro(m);
     add_simulate(m);
+    add_integrate(m);
 }
