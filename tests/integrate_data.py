@@ -178,8 +178,8 @@ def _disc_pixels(x, y, r1):
 
 def _finalize(s, c, r1, o):
     """Learned profile from per-cell sums and counts: 3x3 normalised convolution with the binomial kernel
-    (1 2 1)x(1 2 1), empty cells filled from their non-empty 8-neighbours (repeatedly), negatives set to 0.
-    Returns (profile, sigma_p)."""
+    (1 2 1)x(1 2 1), empty cells filled from their non-empty 8-neighbours (repeatedly); values keep their sign
+    (noise in the tails averages out). Returns (profile, sigma_p)."""
     g = s.shape[0]
     k = np.array([1.0, 2.0, 1.0])
     kk = np.outer(k, k)
@@ -216,15 +216,14 @@ def _finalize(s, c, r1, o):
                     new_val[v, u] = tot / m
                     new_have[v, u] = True
         val, have = new_val, new_have
-    val = np.maximum(val, 0.0)
     h = (g - 1) // 2
     off = (np.arange(g) - h) / o
     ox, oy = np.meshgrid(off, off)
     inside = ox * ox + oy * oy <= r1 * r1
     w = val[inside].sum()
-    if not w > 0:
-        return val, math.nan
     m2 = (val[inside] * (ox[inside] ** 2 + oy[inside] ** 2)).sum()
+    if not (w > 0 and m2 > 0):
+        return val, math.nan
     return val, math.sqrt(m2 / (2.0 * w))
 
 
@@ -329,7 +328,7 @@ def reference_integrate(
         r_fit = min(r1, multiplier * sp / 2.0)
         xc, yc = math.floor(x[i] + 0.5), math.floor(y[i] + 0.5)
         pix = _disc_pixels(x[i], y[i], r1)
-        p = np.array([max(_bilinear(prof, h, o, dx, dy), 0.0) for _, _, dx, dy in pix])
+        p = np.array([_bilinear(prof, h, o, dx, dy) for _, _, dx, dy in pix])
         norm = p.sum()
         if not norm > 0:
             flags[i] |= Flag.PROFILE_FAILED
