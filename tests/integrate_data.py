@@ -329,11 +329,11 @@ def reference_integrate(
         xc, yc = math.floor(x[i] + 0.5), math.floor(y[i] + 0.5)
         pix = _disc_pixels(x[i], y[i], r1)
         p = np.array([_bilinear(prof, h, o, dx, dy) for _, _, dx, dy in pix])
-        norm = p.sum()
+        norm = p.sum()  # signed: tail noise averages out
         if not norm > 0:
             flags[i] |= Flag.PROFILE_FAILED
             continue
-        p = p / norm
+        p = np.maximum(p, 0.0) / norm  # p <= 0 carries no information
         use = np.array(
             [
                 (dx * dx + dy * dy <= r_fit * r_fit or (abs(col - xc) <= 1 and abs(row - yc) <= 1))

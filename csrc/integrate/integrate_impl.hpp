@@ -449,11 +449,13 @@ struct FitResult {
 };
 
 /// Profile fit of one summed reflection (I_sum, bg, n_bg from sum_one) with profile `prof` (G * G) and fit
-/// radius r_fit (pixels). p_i = profile_at(offset_i) / sum over the whole disc of profile_at. Fit pixels:
-/// disc pixels with d <= r_fit or in the 3 x 3 block around the nearest pixel, not saturated. Iteratively
-/// re-weighted least squares from I = I_sum: v_i = max(bg + max(I, 0) p_i, kVarianceFloor),
-/// I <- sum p_i (c_i - bg) / v_i / sum p_i^2 / v_i until |dI| <= kFitTolerance / sqrt(sum p_i^2 / v_i).
-/// sigma^2 = 1 / sum(p_i^2 / v_i) + n_eff^2 max(bg, 0) / n_bg with n_eff = sum(p_i / v_i) / sum(p_i^2 / v_i).
+/// radius r_fit (pixels). p_i = max(profile_at(offset_i), 0) / sum over the whole disc of profile_at (the sum
+/// keeps the signs, so tail noise does not bias the normalisation; a pixel with p <= 0 carries no information
+/// and would make v vanish: it enters the fit with p = 0). Fit pixels: disc pixels with d <= r_fit or in the
+/// 3 x 3 block around the nearest pixel, not saturated. Iteratively re-weighted least squares from I = I_sum:
+/// v_i = max(bg + max(I, 0) p_i, kVarianceFloor), I <- sum p_i (c_i - bg) / v_i / sum p_i^2 / v_i until |dI|
+/// <= kFitTolerance / sqrt(sum p_i^2 / v_i). sigma^2 = 1 / sum(p_i^2 / v_i) + n_eff^2 max(bg, 0) / n_bg with
+/// n_eff = sum(p_i / v_i) / sum(p_i^2 / v_i).
 JFJOCH_HD FitResult fit_one(const ImageView& im, const Params& p, const double* prof, double r_fit, double x,
                             double y, double I_sum, double bg, int32_t n_bg) {
     FitResult r{NAN, NAN, false};
@@ -480,7 +482,7 @@ JFJOCH_HD FitResult fit_one(const ImageView& im, const Params& p, const double* 
             if (!is_fit_pixel(im, sq_dist(dx, dy), rfsq, col - xc, row - yc, idx))
                 continue;
             if (n_fit < kFitBuffer) {
-                pbuf[n_fit] = pv;
+                pbuf[n_fit] = pv > 0.0 ? pv : 0.0;
                 cbuf[n_fit] = im.image[idx];
                 ++n_fit;
             } else {
@@ -509,7 +511,8 @@ JFJOCH_HD FitResult fit_one(const ImageView& im, const Params& p, const double* 
                     const int64_t idx = row * im.nx + col;
                     if (d2 > r1sq || !is_fit_pixel(im, d2, rfsq, col - xc, row - yc, idx))
                         continue;
-                    fit_terms(profile_at(prof, p, dx, dy) / norm, double(im.image[idx]), bg, Ipos, num, den,
+                    const double pv = profile_at(prof, p, dx, dy);
+                    fit_terms((pv > 0.0 ? pv : 0.0) / norm, double(im.image[idx]), bg, Ipos, num, den,
                               sum_pv);
                 }
         }
