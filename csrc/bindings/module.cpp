@@ -13,6 +13,7 @@ void add_simulate(py::module_& m);
 void add_experiment(py::module_& m);
 void add_predict(py::module_& m);
 void add_refine(py::module_& m);
+void add_integrate(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "jfjoch compiled kernels (C++ with an optional CUDA backend)";
@@ -34,4 +35,5 @@ PYBIND11_MODULE(_core, m) {
     add_experiment(m);
     add_predict(m);
     add_refine(m);
+    add_integrate(m);
 }
