@@ -31,8 +31,8 @@ evidence for the choice is in jfjoch.integration_kernel.DEFAULT_RADII and docs/i
 class IntegrationSettings:
     """Settings of the integration stage (plain, picklable)."""
 
-    method: str = "profile"
-    """profile | sum | none."""
+    method: str = "sum"
+    """sum | profile | none."""
     radii: tuple[float, float, float] = DEFAULT_RADII
     """Signal disc radius r1 and background annulus r2 < r <= r3 (px)."""
     profile_multiplier: float = 6.0

@@ -521,7 +521,7 @@ class IntegrationOptions(Options):
         optional_none=False,
     )
     integration: str = opt(
-        "profile",
+        "sum",
         "--integration",
         panel="Integration",
         parse=choice(INTEGRATION_METHODS),

@@ -225,7 +225,7 @@ def estimate_mosaicity(
     read_image,
     integration_settings,
     prediction_settings,
-    min_isigma: float = 20.0,
+    min_isigma: float = 8.0,
 ) -> float | None:
     """Mosaicity (Gaussian sigma, degrees) of a sweep from consecutive images ``numbers`` (read one at a time
     with ``read_image(number)``): predict with a generous mosaicity, integrate each image by summation, and
@@ -248,14 +248,14 @@ def estimate_mosaicity(
     if len(numbers) < 3:
         return None
     inc = abs(gon.increment_deg)
-    probe = max(0.5, 2.0 * inc)
+    probe = max(0.3, inc)
     pset = replace(prediction_settings, min_fraction=1e-4, ewald_cutoff=0.0)
     pred = RotationPredictor(experiment, A0, probe, numbers[0], numbers[-1], pset)
     det = experiment.detector
     mask = None if det.mask is None else np.ascontiguousarray(det.mask, np.uint8)
     sat = int(det.saturation) if det.saturation is not None else np.iinfo(np.int32).max
     kset = integration_settings.kernel()
-    rows = []  # (event, image, I, sigma, phi_deg, lorentz)
+    cols = []  # per image: event, image, I, sigma, phi (deg), Lorentz factor
     for num in numbers:
         try:
             img = read_image(num)
@@ -266,39 +266,36 @@ def estimate_mosaicity(
             continue
         out = integrate_image(np.ascontiguousarray(img, np.int32), mask, sat, p.x, p.y, kset, profile=False)
         ok = ((np.asarray(out.flags) & KernelFlag.SUMMED) != 0) & np.isfinite(out.I_sum)
-        lorentz = 1.0 / np.maximum(p.zeta, 1e-9)
-        for j in np.flatnonzero(ok):
-            rows.append((p.event[j], num, out.I_sum[j], out.sigma_sum[j], p.phi[j], lorentz[j]))
-    if not rows:
+        cols.append(np.stack([p.event[ok], np.full(ok.sum(), num), out.I_sum[ok], out.sigma_sum[ok], p.phi[ok],
+                              1.0 / np.maximum(p.zeta[ok], 1e-9)], 1))  # fmt: skip
+    if not cols:
         return None
-    arr = np.array(rows, float)
+    arr = np.concatenate(cols)
     lo_all = gon.start_deg + numbers[0] * gon.increment_deg
     hi_all = gon.start_deg + (numbers[-1] + 1) * gon.increment_deg
     lo_all, hi_all = min(lo_all, hi_all), max(lo_all, hi_all)
-    events = []
-    for e in np.unique(arr[:, 0]):
-        sub = arr[arr[:, 0] == e]
-        total = sub[:, 2].sum()
-        err = np.sqrt(np.sum(sub[:, 3] ** 2))
-        if total <= 0 or total < min_isigma * err or not (lo_all + inc <= sub[0, 4] <= hi_all - inc):
-            continue
-        events.append(sub)
-    if len(events) < 20:
+    # per event: total intensity and its error; keep strong events well inside the images' range
+    ev, inv = np.unique(arr[:, 0], return_inverse=True)
+    total = np.bincount(inv, arr[:, 2])
+    err = np.sqrt(np.bincount(inv, arr[:, 3] ** 2))
+    phi_ev = np.zeros(len(ev))
+    phi_ev[inv] = arr[:, 4]
+    good = (total > 0) & (total >= min_isigma * err) & (phi_ev >= lo_all + inc) & (phi_ev <= hi_all - inc)
+    if good.sum() < 20:
         return None
+    keep = good[inv]
+    arr, inv = arr[keep], np.unique(inv[keep], return_inverse=True)[1]
+    frac_obs = arr[:, 2] / np.bincount(inv, arr[:, 2])[inv]
+    lo = gon.start_deg + arr[:, 1] * gon.increment_deg
+    hi = lo + gon.increment_deg
+    lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
 
     def cost(m_deg: float) -> float:
-        c = 0.0
-        for sub in events:
-            lo = gon.start_deg + sub[:, 1] * gon.increment_deg
-            hi = lo + gon.increment_deg
-            lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
-            sig = m_deg * sub[:, 5]
-            f = ndtr((hi - sub[:, 4]) / sig) - ndtr((lo - sub[:, 4]) / sig)
-            if f.sum() <= 0:
-                c += 1.0
-                continue
-            c += float(np.sum((sub[:, 2] / sub[:, 2].sum() - f / f.sum()) ** 2))
-        return c
+        sig = m_deg * arr[:, 5]
+        f = ndtr((hi - arr[:, 4]) / sig) - ndtr((lo - arr[:, 4]) / sig)
+        norm = np.bincount(inv, f)[inv]
+        frac = np.divide(f, norm, out=np.zeros_like(f), where=norm > 0)
+        return float(np.sum((frac_obs - frac) ** 2))
 
     costs = np.array([cost(m) for m in MOSAICITY_GRID_DEG])
     k = int(np.argmin(costs))
