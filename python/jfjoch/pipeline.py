@@ -47,8 +47,18 @@ FORCED_LATTICE_IMAGES = 30
 """--force-rotation-lattice: images read to estimate the mosaicity (no indexing pass)."""
 
 
-def open_dataset(path: str | Path):
-    """Open an input dataset: an NXmx master file, or (mini)CBF image file(s)."""
+def open_dataset(path: str | Path | list):
+    """Open an input dataset: an NXmx master file, or (mini)CBF image file(s) (one path or a list)."""
+    if isinstance(path, (list, tuple)):
+        if not path or not all(isinstance(p, (str, Path)) for p in path):
+            raise InputError("the input must be a file path or a list of CBF file paths")
+        if len(path) > 1:
+            if not all(Path(p).name.lower().endswith((".cbf", ".cbf.bz2", ".cbf.gz")) for p in path):
+                raise InputError("several input files must all be miniCBF images (.cbf, .cbf.bz2, .cbf.gz)")
+            from .io.cbf import open_cbf
+
+            return open_cbf([Path(p) for p in path])
+        path = path[0]
     if path is None or not isinstance(path, (str, Path)):
         raise InputError(f"the input must be a file path (got {type(path).__name__})")
     p = Path(path)
