@@ -135,7 +135,9 @@ class ImageWorker:
         xy = r.spots.xy
         s = exp.pixels_to_recip(xy)
         ix = st.indexing
-        res = index_reciprocal(s, cell=ix.cell, space_group=ix.space_group, method=ix.algorithm)
+        # the C++ refinement below keeps the cell in its lattice metric; without it, index_reciprocal does
+        res = index_reciprocal(s, cell=ix.cell, space_group=ix.space_group, method=ix.algorithm,
+                               constrain_cell=st.refine.mode == "none")
         if not res.ok or not accept_indexing(int(res.indexed.sum()), r.n_spots):
             return
         system = cell_system(ix.space_group, res.bravais)
