@@ -1,8 +1,10 @@
 """End-to-end throughput of jfjoch.process on the shared datasets, 1 thread vs 2 threads.
 
-usage: python bench/bench_process.py [--data ../shared/data] [--repeat 2]
-Prints images/s for spot finding + azimuthal integration + statistics (-X none) and for the indexing
-modes, with the 2-thread / 1-thread ratio measured in the same run.
+usage: python bench/bench_process.py [--data ../shared/data] [--repeat 2] [--sim-4m-stills 40]
+Prints images/s for spot finding + azimuthal integration + statistics (-X none), for indexing without
+integration (--integration none: what main did before integration existed) and for the whole per-image pass
+with refinement, prediction and integration (summation, profile fitting), with the 2-thread / 1-thread
+ratio and the indexing rate, all measured in the same run.
 """
 
 from __future__ import annotations
@@ -15,13 +17,17 @@ from pathlib import Path
 import jfjoch
 from jfjoch.options import ProcessOptions
 
+_CELL = {"unit_cell": (79.3, 79.3, 37.8, 90.0, 90.0, 90.0), "space_group": 96}
 CASES = [
     ("hewl_rot1", "spots only (-X none)", {"indexing_algorithm": "none"}),
     ("hewl_stills1", "spots only (-X none)", {"indexing_algorithm": "none"}),
-    ("hewl_stills1", "ffbidx -C -S 96", {"indexing_algorithm": "ffbidx",
-                                         "unit_cell": (79.3, 79.3, 37.8, 90.0, 90.0, 90.0), "space_group": 96}),
-    ("hewl_stills1", "fftw (no cell)", {"indexing_algorithm": "fftw"}),
-    ("hewl_rot1", "two-pass rotation -R -S 96", {"two_pass_rotation": 30, "space_group": 96}),
+    ("hewl_stills1", "ffbidx, no integration", {"indexing_algorithm": "ffbidx", "integration": "none", **_CELL}),
+    ("hewl_stills1", "ffbidx + integrate (sum)", {"indexing_algorithm": "ffbidx", "integration": "sum", **_CELL}),
+    ("hewl_stills1", "ffbidx + integrate (profile)", {"indexing_algorithm": "ffbidx", "integration": "profile",
+                                                      **_CELL}),
+    ("hewl_stills1", "fftw + integrate (sum)", {"indexing_algorithm": "fftw"}),
+    ("hewl_rot1", "-R -S 96, no integration", {"two_pass_rotation": 30, "space_group": 96, "integration": "none"}),
+    ("hewl_rot1", "-R -S 96 + integrate (sum)", {"two_pass_rotation": 30, "space_group": 96}),
 ]
 
 
@@ -32,7 +38,7 @@ def main() -> None:
     ap.add_argument("--sim-4m-stills", type=int, default=40,
                     help="also simulate this many JUNGFRAU 4M stills (jfjoch.simulate) and index them (0: skip)")
     args = ap.parse_args()
-    print(f"{'dataset':14s} {'mode':28s} {'N':>2s} {'images/s':>9s} {'ratio':>6s} {'indexed':>8s}")
+    print(f"{'dataset':14s} {'mode':30s} {'N':>2s} {'images/s':>9s} {'ratio':>6s} {'indexed':>8s}")
     with tempfile.TemporaryDirectory() as tmp:
         cases = [(Path(args.data) / ds / f"{ds}_master.h5", ds, label, kw) for ds, label, kw in CASES]
         if args.sim_4m_stills:
@@ -41,8 +47,9 @@ def main() -> None:
             sim = simulate_dataset(f"{tmp}/sim4m/s", detector="4M", mode="stills", n_images=args.sim_4m_stills,
                                    distance_mm=150.0, seed=3)
             cell = {"unit_cell": (79.344, 79.344, 37.81, 90.0, 90.0, 90.0), "space_group": 96}
-            cases += [(Path(sim.master), "sim 4M stills", "ffbidx -C -S 96", {"indexing_algorithm": "ffbidx", **cell}),
-                      (Path(sim.master), "sim 4M stills", "fftw (no cell)", {"indexing_algorithm": "fftw"})]
+            cases += [(Path(sim.master), "sim 4M stills", "ffbidx + integrate (sum)",
+                       {"indexing_algorithm": "ffbidx", **cell}),
+                      (Path(sim.master), "sim 4M stills", "fftw + integrate (sum)", {"indexing_algorithm": "fftw"})]
         for master, ds, label, kw in cases:
             rates = {}
             for n in (1, 2):
@@ -54,7 +61,7 @@ def main() -> None:
                     best = min(best, time.perf_counter() - t0)
                 rates[n] = r.n_images / best
                 ratio = f"{rates[n] / rates[1]:.2f}" if n > 1 else ""
-                print(f"{ds:14s} {label:28s} {n:2d} {rates[n]:9.1f} {ratio:>6s} {100 * r.indexing_rate:7.1f}%",
+                print(f"{ds:14s} {label:30s} {n:2d} {rates[n]:9.1f} {ratio:>6s} {100 * r.indexing_rate:7.1f}%",
                       flush=True)
 
 

@@ -119,6 +119,16 @@ def test_image_range_and_stride(tmp_path, capsys):
         (["{master}", "--force-rotation-lattice", "1,2,3"], 2, "force-rotation-lattice"),
         (["{master}", "-o", "/nonexistent/dir/out"], 2, "cannot write"),
         (["{stills}", "-R"], 2, "rotation"),
+        (["{master}", "-r", "pixelrefine"], 2, "reference"),
+        (["{master}", "-r", "magic"], 2, "--refine"),
+        (["{master}", "--integration-radius", "5,4,8"], 2, "r1 < r2 < r3"),
+        (["{master}", "--integration-radius", "3,6"], 2, "--integration-radius"),
+        (["{master}", "--integration-radius", "-2"], 2, "r1 < r2 < r3"),
+        (["{master}", "--bandwidth", "-0.01"], 2, "--bandwidth"),
+        (["{master}", "--bandwidth", "nan"], 2, "--bandwidth"),
+        (["{master}", "--integration", "box"], 2, "--integration"),
+        (["{master}", "--profile-multiplier", "0"], 2, "--profile-multiplier"),
+        (["{master}", "--integration-high-resolution", "-1"], 2, "--integration-high-resolution"),
     ],
 )
 def test_bad_input_one_line_error(tmp_path, capsys, args, code, words):
