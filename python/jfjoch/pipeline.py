@@ -13,6 +13,7 @@ The output does not depend on the thread count. The library never prints; progre
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import warnings
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import CorruptFrameError, InputError, UsageError
+from .errors import CorruptFrameError, InputError, ProcessingError, UsageError
 from .experiment import Experiment
 from .integrate import DEFAULT_RADII, IntegrationSettings
 from .options import ProcessOptions
@@ -185,9 +186,10 @@ def process(
         summary = IndexingSummary(algorithm=algo)
         summary.backend, summary.notes = _backend_notes(algo, opts.rotation_mode)
         out_path = Path(f"{opts.output_prefix}_process.h5")
+        _check_not_an_input(out_path, ds)
+        threads = _worker_count(opts.threads, summary.notes)
         writer = None
         if write:
-            from .errors import ProcessingError
             from .io.process_h5 import ProcessWriter
 
             try:  # the output must be creatable before anything runs
@@ -196,7 +198,7 @@ def process(
             except ProcessingError as e:
                 raise UsageError(str(e)) from None
         try:
-            with ThreadPoolExecutor(max_workers=opts.threads) as pool:
+            with ThreadPoolExecutor(max_workers=threads) as pool:
                 timing["setup"] = time.perf_counter() - t_start
                 t0 = time.perf_counter()
                 if opts.rotation_mode and (algo != "none" or opts.force_rotation_lattice is not None):
@@ -208,7 +210,7 @@ def process(
                 t0 = time.perf_counter()
                 worker = ImageWorker(plan)
                 images = []
-                window = 2 * opts.threads + 2
+                window = 2 * threads + 2
                 for done, r in enumerate(_ordered(pool, lambda n: worker.run(ds, n), numbers, window), 1):
                     if writer is not None:
                         writer.append(r)
@@ -234,7 +236,52 @@ def process(
                 writer.abort()
             raise
     timing["total"] = time.perf_counter() - t_start
+    failed = [im for im in images if not im.ok]
+    if images and len(failed) == len(images):
+        where = f" ({result.output_path} records why)" if result.output_path else ""
+        raise ProcessingError(f"no image could be read: {failed[0].error}{where}")
     return result
+
+
+def _worker_count(threads: int, notes: list[str]) -> int:
+    """Threads beyond the CPUs only add frames in flight (memory), not speed: capped, with a note."""
+    import os
+
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    if threads > cpus:
+        notes.append(f"-N {threads} is more than the {cpus} CPUs available: {cpus} worker threads used")
+        return cpus
+    return threads
+
+
+def _input_files(ds) -> list[Path]:
+    files = [Path(getattr(ds, "path", ""))] if getattr(ds, "path", None) else []
+    files += [Path(p) for p in getattr(ds, "paths", [])]
+    for seg in getattr(ds, "_segments", []):
+        with contextlib.suppress(AttributeError, ValueError):
+            files.append(Path(seg.dset.file.filename))
+    return files
+
+
+def _check_not_an_input(out_path: Path, ds) -> None:
+    """Refuse an output name that is one of the input files (also through symbolic or hard links)."""
+    import os
+
+    try:
+        target = out_path.resolve()
+        exists = out_path.exists()
+    except OSError:  # e.g. a name too long: the writer says so
+        return
+    for f in _input_files(ds):
+        same = f.resolve() == target
+        if not same and exists and f.exists():
+            with contextlib.suppress(OSError):
+                same = os.path.samefile(f, out_path)
+        if same:
+            raise UsageError(f"the output {out_path} would overwrite the input file {f}: choose another -o prefix")
 
 
 def _n_bins(experiment: Experiment) -> int:

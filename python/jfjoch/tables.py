@@ -40,6 +40,10 @@ class _Columns:
         """Rows selected by a boolean mask or an index array."""
         return replace(self, **{k: getattr(self, k)[index] for k in self.DTYPES})
 
+    @property
+    def nbytes(self) -> int:
+        return int(sum(getattr(self, k).nbytes for k in self.DTYPES))
+
     def columns(self) -> dict[str, np.ndarray]:
         return {k: getattr(self, k) for k in self.DTYPES}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import warnings
 
@@ -158,12 +159,37 @@ def _nanfmt(vals, fmt: str) -> str:
     return format(float(np.median(v)), fmt) if len(v) else "-"
 
 
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM (and SIGHUP) end the run like Ctrl-C: the temporary output is removed, exit code 1."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    saved = {}
+    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            saved[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, h in saved.items():
+            signal.signal(sig, h)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: one-line errors, exit codes 0 / 1 / 2 (SPEC)."""
     args = sys.argv[1:] if argv is None else argv
     verbose = "-v" in args or "--verbose" in args
     try:
-        command.main(args=args, prog_name="jfjoch_process", standalone_mode=False)
+        with _terminate_as_interrupt():
+            command.main(args=args, prog_name="jfjoch_process", standalone_mode=False)
     except click.exceptions.Exit as e:
         return int(e.exit_code or 0)
     except click.exceptions.Abort:

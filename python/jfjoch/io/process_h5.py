@@ -22,7 +22,8 @@ from ..results import ImageResult, IndexingSummary, IntegrationCounts, ProcessRe
 from ..tables import ReflectionTable, SpotTable
 from .nxmx_geometry import read_experiment, write_experiment
 
-__all__ = ["LAB_FRAME", "PIXEL_ORIGIN", "ProcessWriter", "read_process_h5", "write_process_h5"]
+__all__ = ["LAB_FRAME", "PIXEL_ORIGIN", "ProcessWriter", "read_process_h5", "remove_stale_temporaries",
+           "write_process_h5"]
 
 LAB_FRAME = (
     "frame of the input file's NXmx vectors: right-handed, X-ray beam along +z; for Jungfraujoch files "
@@ -54,14 +55,66 @@ _COUNT_DATASETS = {
 _FLUSH_IMAGES = 32
 """Images buffered before they are written (bounds the writer's memory)."""
 _REFLECTION_CHUNK = 1 << 15
+_SPACE_MARGIN = 8 << 20
+"""Bytes kept free beyond a flush's uncompressed size (HDF5 metadata, chunk rounding)."""
+
+
+_TMP_STEM = 120
+"""Characters of the final name kept in the temporary name (which must fit where the final name fits)."""
+
+
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name[:_TMP_STEM]}.jfj"
+
+
+def _check_name(path: Path, directory: Path) -> None:
+    """The final name must be creatable: its length within the file system's limit."""
+    try:
+        limit = os.pathconf(directory, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    if len(os.fsencode(path.name)) > limit:
+        raise ProcessingError(f"cannot write {path}: the file name is longer than {limit} bytes")
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Remove temporary files of earlier runs with the same output name whose process is gone."""
+    directory = path.parent if str(path.parent) else Path(".")
+    removed = []
+    prefix = _temp_prefix(path)
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        parts = name[len(prefix):].split(".")
+        if len(parts) != 3 or not parts[0].isdigit():
+            continue
+        pid = int(parts[0])
+        if pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, 0)
+            continue  # that run is still going
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(directory / name)
+            removed.append(directory / name)
+    return removed
 
 
 def _temp_path(path: Path) -> Path:
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise ProcessingError(f"cannot write {path}: directory {directory} does not exist")
+    _check_name(path, directory)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+        fd, tmp = tempfile.mkstemp(prefix=f"{_temp_prefix(path)}{os.getpid()}.", suffix=".tmp", dir=directory)
     except OSError as e:
         raise ProcessingError(f"cannot write {path}: {e.strerror}") from None
     os.close(fd)
@@ -95,9 +148,12 @@ class ProcessWriter:
         self._n = 0
         self._n_refl = 0
         self._last_number: int | None = None
+        self._f = None
         try:
             self._f = h5py.File(self._tmp, "w")
             self._create(source, options or {})
+        except (OSError, RuntimeError) as e:
+            self._fail(e)
         except BaseException:
             self.abort()
             raise
@@ -176,6 +232,19 @@ class ProcessWriter:
             proc.attrs[k] = np.asarray(v) if isinstance(v, (tuple, list)) else v
 
     # ------------------------------------------------------------------------------------ append
+    def _fail(self, e: BaseException) -> None:
+        """A write failed (e.g. a full disk): remove the temporary file and raise a one-line error. The HDF5
+        file is never touched again (closing a file whose last write failed is done once, errors ignored)."""
+        msg = str(e)
+        if "No space left" in msg or getattr(e, "errno", None) == 28:
+            why = "no space left on device"
+        elif isinstance(e, OSError) and e.strerror:
+            why = e.strerror
+        else:
+            why = msg.split("\n")[0][:200]
+        self.abort()
+        raise ProcessingError(f"cannot write {self.path}: {why}") from None
+
     def append(self, r: ImageResult) -> None:
         """Add the next image (image numbers must increase)."""
         if self._last_number is not None and r.number <= self._last_number:
@@ -185,7 +254,23 @@ class ProcessWriter:
         if len(r.reflections):
             self._refl_buffer.append(r.reflections.sorted())
         if len(self._buffer) >= _FLUSH_IMAGES:
-            self._flush()
+            try:
+                self._flush()
+            except (OSError, RuntimeError, ValueError) as e:
+                self._fail(e)
+
+    def _ensure_space(self, nbytes: int) -> None:
+        """Refuse to hand HDF5 a write the disk cannot take: libhdf5 does not survive a full disk (its chunk
+        cache fails on eviction and the process crashes), so the writer checks the free space first (the
+        uncompressed size plus a margin bounds what a flush writes) and flushes after every batch."""
+        import shutil
+
+        try:
+            free = shutil.disk_usage(self._tmp.parent).free
+        except OSError:
+            return
+        if free < int(nbytes * 1.25) + _SPACE_MARGIN:
+            self._fail(OSError(28, "No space left on device"))
 
     def _grow(self, d: h5py.Dataset, values: np.ndarray, start: int) -> None:
         d.resize(start + len(values), axis=0)
@@ -193,6 +278,8 @@ class ProcessWriter:
 
     def _flush(self) -> None:
         ims = self._buffer
+        need = sum(t.nbytes for t in self._refl_buffer) + len(ims) * (self.max_spots * 17 + self.n_bins * 4 + 256)
+        self._ensure_space(need)
         if ims:
             f, n0, k, M = self._f, self._n, len(ims), self.max_spots
             e = f["entry"]
@@ -256,6 +343,7 @@ class ProcessWriter:
                 self._grow(g[name], col, self._n_refl)
             self._n_refl += len(t)
             self._refl_buffer = []
+        self._f.flush()
 
     # ------------------------------------------------------------------------------------ finish
     def finish(self, *, experiment, q: np.ndarray | None, indexing: IndexingSummary, timing: dict,
@@ -263,6 +351,8 @@ class ProcessWriter:
         """Write the run-level groups (refined geometry, indexing, q, timing), close and rename."""
         try:
             self._flush()
+            mask = experiment.detector.mask
+            self._ensure_space(0 if mask is None else int(np.asarray(mask).size) * 4)
             e = self._f["entry"]
             if q is not None:
                 d = e["azint"].create_dataset("q", data=np.asarray(q, np.float32))
@@ -302,15 +392,20 @@ class ProcessWriter:
             for k, v in timing.items():
                 proc.attrs[f"time_{k}_s"] = float(v)
             self._f.close()
+            self._f = None
             os.replace(self._tmp, self.path)
+        except (OSError, RuntimeError, ValueError) as e:
+            self._fail(e)
         except BaseException:
             self.abort()
             raise
+        remove_stale_temporaries(self.path)
         return self.path
 
     def abort(self) -> None:
         """Close and remove the temporary file (nothing is left behind)."""
         f = getattr(self, "_f", None)
+        self._f = None
         if f is not None:
             with contextlib.suppress(Exception):
                 f.close()
