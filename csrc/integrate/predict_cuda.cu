@@ -76,17 +76,17 @@ Predictions predict_still_cuda(const ExperimentGeometry& g, const Mat3d& A,
     if (n_lines <= 0)
         return out;
     cuda::Stream stream;
-    cuda::DeviceBuffer<int32_t> d_counts(size_t(n_lines));
+    cuda::DeviceBuffer<int32_t> d_counts{static_cast<size_t>(n_lines)};
     const int threads = 128;
     const unsigned blocks = unsigned((n_lines + threads - 1) / threads);
     count_kernel<<<blocks, threads, 0, stream.s>>>(g, su, s, n_lines, d_counts.p);
     cuda::check(cudaGetLastError(), fam, "count kernel");
-    std::vector<int32_t> counts(size_t(n_lines));
+    std::vector<int32_t> counts(static_cast<size_t>(n_lines));
     cuda::check(cudaMemcpyAsync(counts.data(), d_counts.p, counts.size() * sizeof(int32_t),
                                 cudaMemcpyDeviceToHost, stream.s),
                 fam, "copy counts");
     cuda::check(cudaStreamSynchronize(stream.s), fam, "synchronize");
-    std::vector<int64_t> offsets(size_t(n_lines));
+    std::vector<int64_t> offsets(static_cast<size_t>(n_lines));
     int64_t total = 0;
     for (long long i = 0; i < n_lines; ++i) {
         offsets[size_t(i)] = total;
@@ -94,10 +94,10 @@ Predictions predict_still_cuda(const ExperimentGeometry& g, const Mat3d& A,
     }
     if (total == 0)
         return out;
-    cuda::DeviceBuffer<int64_t> d_off(size_t(n_lines));
-    cuda::DeviceBuffer<int32_t> dh(size_t(total)), dk(size_t(total)), dl(size_t(total));
-    cuda::DeviceBuffer<double> dx(size_t(total)), dy(size_t(total)), dd(size_t(total)), de(size_t(total)),
-        dp(size_t(total)), dlp(size_t(total));
+    cuda::DeviceBuffer<int64_t> d_off{static_cast<size_t>(n_lines)};
+    const size_t nt = static_cast<size_t>(total);
+    cuda::DeviceBuffer<int32_t> dh{nt}, dk{nt}, dl{nt};
+    cuda::DeviceBuffer<double> dx{nt}, dy{nt}, dd{nt}, de{nt}, dp{nt}, dlp{nt};
     cuda::check(cudaMemcpyAsync(d_off.p, offsets.data(), offsets.size() * sizeof(int64_t),
                                 cudaMemcpyHostToDevice, stream.s),
                 fam, "copy offsets");
