@@ -24,6 +24,10 @@ from jfjoch.simulate import p1_indices, wilson_intensities
 from jfjoch.tables import ReflectionTable
 
 HEWL_CELL = (79.344, 79.344, 37.81, 90.0, 90.0, 90.0)
+SPOT_WIDTH = 7e-4
+"""Reciprocal-space width (σ of the excitation error, 1/Å) of the nanoBragg spots in shared/data: one
+global value, fitted once to the truth photons of hewl_stills1 (their profile in the excitation error),
+as an integration program would refine it; with the 0.05° mosaicity of the simulation."""
 
 
 @dataclass
@@ -112,19 +116,35 @@ def _pol_solid(truth: dict, s: np.ndarray) -> np.ndarray:
     return pol * k[:, 2] ** 3
 
 
-def truth_tables(dataset: Path, *, seed: int = 0, min_photons: float = 5.0, background: float = 30.0,
-                 scale_every: int | None = None, factor: float = 3.0) -> tuple[ScaleInput, dict]:
+def truth_intensities(dataset: Path, sg: int = 96) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted orbit keys, I) of the dataset's truth.mtz (column I, P 43 21 2 ASU)."""
+    mtz = gemmi.read_mtz_file(str(Path(dataset) / "truth.mtz"))
+    a = np.array(mtz, copy=False)
+    labels = [c.label for c in mtz.columns]
+    keys = Symmetry(sg).orbit_keys(np.rint(a[:, :3]).astype(np.int64))
+    order = np.argsort(keys)
+    return keys[order], a[order, labels.index("I")].astype(float)
+
+
+def truth_tables(dataset: Path, *, seed: int = 0, partiality: str = "model", min_photons: float = 5.0,
+                 min_partiality: float = 1e-3, background: float = 30.0, scale_every: int | None = None,
+                 factor: float = 3.0) -> tuple[ScaleInput, dict]:
     """A ScaleInput from truth_partials.npy: I = Poisson(photons + bkg) - bkg, σ = sqrt(photons + 2 bkg).
 
-    Rotation: phi, partiality (Gaussian rocking curve of the diffraction angle, σ 0.05°/ζ) and
-    lp = Lorentz × polarisation × solid angle from the truth geometry. Stills: partiality = the Gaussian
-    of the excitation error, fitted width; lp = polarisation × solid angle. Observations below
-    ``min_photons`` noiseless photons are left out (as integration would not predict them).
-    ``scale_every``: every n-th image's I (and σ) multiplied by ``factor``.
+    lp: Lorentz (rotation: 1/(λ |(e × s)·z|)) × polarisation × solid angle from the truth geometry.
+    partiality "model": stills, the Gaussian of the excitation error (σ :data:`SPOT_WIDTH` and the 0.05°
+    mosaicity); rotation, that Gaussian rocking curve integrated over each image (phi from the geometry).
+    partiality "truth" (rotation): photons / (k · I_true · lp), with k the global photons per unit I_true,
+    i.e. what a perfect partiality model would give (nanoBragg's rocking profiles are not Gaussian, and
+    reflections near the blind region stay in diffraction for many degrees).
+    Rows kept: rotation, model partiality >= ``min_partiality`` (what integration would predict);
+    stills, >= ``min_photons`` noiseless photons. ``scale_every``: every n-th image's I (and σ) times
+    ``factor``.
     """
+    from scipy.special import ndtr
+
     truth = json.loads((Path(dataset) / "truth.json").read_text())
     parts = np.load(Path(dataset) / "truth_partials.npy").astype(np.float64)
-    parts = parts[parts[:, 4] >= min_photons]
     rng = np.random.default_rng(seed)
     image = parts[:, 0].astype(np.int64)
     hkl = np.rint(parts[:, 1:4]).astype(np.int64)
@@ -135,53 +155,54 @@ def truth_tables(dataset: Path, *, seed: int = 0, min_photons: float = 5.0, back
     d = uc.calculate_d_array(hkl.astype(np.int32))
     n = len(ph)
     phi = np.full(n, np.nan)
+    mosaic = np.radians(0.05)
     if truth["mode"] == "rotation":
         ax = np.asarray(truth["conventions"]["rotation_axis"], float)
-        A0 = {im["image"]: np.array(im["A_star_at_omega0"]) for im in truth["images"]}
-        A0 = A0[0]
-        sc = hkl @ A0.T
         e = ax / np.linalg.norm(ax)
+        A0 = np.array(truth["images"][0]["A_star_at_omega0"])
+        sc = hkl @ A0.T
         s_par = np.outer(sc @ e, e)
         s_perp = sc - s_par
         exs = np.cross(e, sc)
-        a_, b_, c_ = s_par[:, 2], s_perp[:, 2], exs[:, 2]
         target = -lam * np.einsum("ni,ni->n", sc, sc) / 2.0
-        rho = np.hypot(b_, c_)
-        cosv = np.clip((target - a_) / rho, -1, 1)
-        base = np.arctan2(c_, b_)
-        dphi = np.arccos(cosv)
+        cosv = np.clip((target - s_par[:, 2]) / np.hypot(s_perp[:, 2], exs[:, 2]), -1, 1)
+        base = np.arctan2(exs[:, 2], s_perp[:, 2])
         w0 = truth["images"][0]["omega_start_deg"]
         width = truth["images"][0]["omega_width_deg"]
         mid = w0 + (image + 0.5) * width
-        cands = []
-        for sign in (1, -1):
-            ph_ = np.degrees(base + sign * dphi)
-            ph_ = mid + ((ph_ - mid + 180) % 360) - 180
-            cands.append(ph_)
-        cands = np.stack(cands)
-        pick = np.argmin(np.abs(cands - mid), axis=0)
-        phi = cands[pick, np.arange(n)]
+        cands = np.stack([mid + ((np.degrees(base + sg * np.arccos(cosv)) - mid + 180) % 360) - 180
+                          for sg in (1, -1)])
+        phi = cands[np.argmin(np.abs(cands - mid), axis=0), np.arange(n)]
         cp, sp_ = np.cos(np.radians(phi))[:, None], np.sin(np.radians(phi))[:, None]
         sv = s_par + cp * s_perp + sp_ * exs
         rate = np.maximum(np.abs(np.cross(e, sv)[:, 2]), 1e-6)
-        lorentz = np.minimum(1.0 / (lam * rate), 50.0)
-        lp = lorentz * _pol_solid(truth, sv)
-        sig_eps = np.sqrt(2e-4**2 + (np.linalg.norm(sv, axis=1) * np.radians(0.05)) ** 2)
-        sig_phi = np.degrees(sig_eps / rate)
+        lp = np.minimum(1.0 / (lam * rate), 50.0) * _pol_solid(truth, sv)
+        sig_phi = np.degrees(np.sqrt(SPOT_WIDTH**2 + (np.linalg.norm(sv, axis=1) * mosaic) ** 2) / rate)
         lo = w0 + image * width
-        from scipy.special import ndtr
-
         part = ndtr((lo + width - phi) / sig_phi) - ndtr((lo - phi) / sig_phi)
+        window = part >= min_partiality
         gon = Goniometer(axis=ax, start_deg=w0, increment_deg=width)
     else:
         A = {im["image"]: np.array(im["A_star_mid"]) for im in truth["images"]}
         sv = np.einsum("nij,nj->ni", np.stack([A[i] for i in image]), hkl.astype(float))
         eps = np.linalg.norm(sv + s0, axis=1) - 1.0 / lam
         lp = _pol_solid(truth, sv)
-        # the partiality's width: from the data themselves is cheating, so use the simulator's nominal
-        sig_eps = np.sqrt(2e-4**2 + (np.linalg.norm(sv, axis=1) * np.radians(0.05)) ** 2)
+        sig_eps = np.sqrt(SPOT_WIDTH**2 + (np.linalg.norm(sv, axis=1) * mosaic) ** 2)
         part = np.exp(-0.5 * (eps / sig_eps) ** 2)
+        window = ph >= min_photons
         gon = None
+    if partiality == "truth":
+        keys, vals = truth_intensities(dataset, int(truth["space_group_number"]))
+        k = Symmetry(int(truth["space_group_number"])).orbit_keys(hkl)
+        pos = np.clip(np.searchsorted(keys, k), 0, len(keys) - 1)
+        It = np.where(keys[pos] == k, vals[pos], np.nan)
+        strong = np.isfinite(It) & (It > np.nanpercentile(It, 50)) & (part > 0.5)
+        kscale = np.median(ph[strong] / (It[strong] * lp[strong] * part[strong]))
+        part = ph / (kscale * It * lp)
+        window &= np.isfinite(part) & (part > 0)
+    keep = window & np.isfinite(d)
+    image, hkl, ph, phi, part, lp, d = (v[keep] for v in (image, hkl, ph, phi, part, lp, d))
+    n = len(ph)
     mean = ph.copy()
     if scale_every:
         mean = np.where(image % scale_every == 0, mean * factor, mean)

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from . import scale  # a callable subpackage: jfjoch.scale(paths, **options) and jfjoch.scale.<module>
 from .azint import AzimuthalIntegrator, AzimuthalProfile, azimuthal_integration
 from .errors import CorruptFrameError, InputError, JfjochError, ProcessingError, UsageError
 from .experiment import Beam, Crystal, Detector, Experiment, Goniometer
 from .image_stats import ImageStatistics, SpotArrays, compute_image_statistics
 from .index import IndexResult, index_reciprocal
-from .options import ProcessOptions
+from .options import ProcessOptions, ScaleOptions
 from .pipeline import process
 from .results import ImageResult, IndexingSummary, ProcessResult
+from .scale import ScaleInput, ScaleResult, scale_and_merge, write_scale_outputs
 from .spots import SpotFinder, SpotFinderSettings, SpotList, find_spots
 
 try:
@@ -41,6 +43,9 @@ __all__ = [
     "ProcessOptions",
     "ProcessResult",
     "ProcessingError",
+    "ScaleInput",
+    "ScaleOptions",
+    "ScaleResult",
     "SpotArrays",
     "SpotFinder",
     "SpotFinderSettings",
@@ -52,4 +57,7 @@ __all__ = [
     "find_spots",
     "index_reciprocal",
     "process",
+    "scale",
+    "scale_and_merge",
+    "write_scale_outputs",
 ]

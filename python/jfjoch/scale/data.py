@@ -259,6 +259,7 @@ class ScaleResult:
     image_stats: list[ImageStats | None] = field(default_factory=list)
     wilson: dict = field(default_factory=dict)
     """Wilson plot: s² bin centres ('s2') and ln <I> ('ln_i')."""
+    output_files: list[str] = field(default_factory=list)
 
     @property
     def kept_fraction(self) -> float:

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..errors import InputError, ProcessingError, UsageError
 from ..options import ScaleOptions
+from ..tables import ReflectionFlag
 from .ambiguity import resolve_ambiguity
 from .data import (
     ErrorModel,
@@ -56,6 +57,12 @@ __all__ = ["ReferenceData", "scale_and_merge"]
 INNER_CYCLES = 3
 """Merge + Gauss-Newton cycles per scaling round."""
 CELL_TOLERANCE = 0.02
+MIN_FULL_FRACTION = 0.5
+"""Rotation: a reflection summed over its partials is merged only when its recorded fraction (the sum of
+its partialities, model) is at least this (or --min-partiality if larger); XDS uses 0.75, DIALS 0.4."""
+MAX_FULL_FRACTION = 1.3
+"""Rotation with -P fixed: partials whose stored partialities add up to more than this (the integration's
+rocking model does not describe the reflection, e.g. near the blind region) are not merged."""
 MIN_IMAGE_OBS = 3
 """Images with fewer full observations than this are not scaled (rejected: 'too_few_observations')."""
 SIGMA_GRID = np.geomspace(0.005, 3.0, 28)
@@ -169,7 +176,7 @@ def scale_and_merge(
 
     # ---------------------------------------------------------------- rows
     step = 10000 * max(1, math.ceil(max(int(i.reflections.image.max()) + 1 for i in inputs) / 10000))
-    cols: dict[str, list] = {k: [] for k in ("run", "image", "hkl", "I", "sigma", "phi", "p", "lp")}
+    cols: dict[str, list] = {k: [] for k in ("run", "image", "hkl", "I", "sigma", "phi", "p", "lp", "flags")}
     runs: list[RunInfo] = []
     for k, (inp, R) in enumerate(zip(inputs, setting_ops)):
         t = inp.reflections
@@ -181,6 +188,7 @@ def scale_and_merge(
         cols["phi"].append(t.phi.astype(float))
         cols["p"].append(t.partiality.astype(float))
         cols["lp"].append(t.lp.astype(float))
+        cols["flags"].append(t.flags)
         runs.append(RunInfo(name=inp.name, run_id=inp.run_id, n_images=len(np.unique(t.image)),
                             batch_offset=k * step, reindex=R, rotation=inp.is_rotation,
                             wavelength=float(inp.wavelength)))
@@ -192,6 +200,7 @@ def scale_and_merge(
     phi = np.concatenate(cols["phi"])
     p_in = np.concatenate(cols["p"])
     lp = np.concatenate(cols["lp"])
+    flags = np.concatenate(cols["flags"])
     n_input = len(run)
     rej: dict[str, int] = {}
 
@@ -204,6 +213,9 @@ def scale_and_merge(
     bad_lp = ~(np.isfinite(lp) & (lp > 0))
     lp = np.where(bad_lp, 1.0, lp)
     drop(~valid, "invalid")
+    saturated = valid & ((flags & int(ReflectionFlag.SATURATED)) != 0)
+    drop(saturated, "saturated")
+    valid &= ~saturated
     absent = np.zeros(n_input, bool)
     absent[valid] = sym.absent(hkl[valid])
     n_valid = int(valid.sum())
@@ -330,12 +342,12 @@ def scale_and_merge(
     img_wedge = wedge0.copy()
     img_sigma = np.full(n_img, np.nan)
     use_rot = model == "rot"
+    rot_omega0 = [0.0]
     if use_rot:
+        # rocking width in phi: L · sqrt(ω0² + (η λ/d)²) (degrees), L from the lp column (docs/scaling.md)
         lam = np.array([inp.wavelength for inp in inputs])[run]
-        sin_t = np.where(np.isfinite(lam) & (lam > 0), lam / (2.0 * d_row), np.nan)
-        sin2t = 2 * sin_t * np.sqrt(np.clip(1 - sin_t**2, 0, 1))
-        lfac = np.where(np.isfinite(sin2t), lp * sin2t, 1.0)
-        lfac = np.clip(np.where(np.isfinite(lfac) & (lfac > 0), lfac, 1.0), 0.05, 50.0)
+        lam_d = np.where(np.isfinite(lam) & (lam > 0), lam / d_row, np.nan)
+        lfac = np.clip(np.where(np.isfinite(lp) & (lp > 0), lp, 1.0), 0.05, 100.0)
         phi_ok = np.isfinite(phi)
         # start (and the increment sign): rows integrate over [start, start + wedge] in the sweep's direction
         inc_sign = np.sign(gon_inc[img_run])[img]
@@ -361,11 +373,14 @@ def scale_and_merge(
         if np.count_nonzero(np.isfinite(ref_target_f)) < 10:
             raise InputError(f"reference {reference.path or 'MTZ'}: fewer than 10 reflections in common with the data")
 
-    def partiality_rows(sigma_img: np.ndarray, wedge_img: np.ndarray) -> np.ndarray:
+    def partiality_rows(eta_img: np.ndarray, wedge_img: np.ndarray, omega0: float | None = None) -> np.ndarray:
+        o0 = rot_omega0[0] if omega0 is None else omega0
         st = img_start[img]
         wd = wedge_img[img]
         lo = np.where(inc_sign >= 0, st, st - wd)
-        pr = rocking_partiality(phi, lo, wd, sigma_img[img] * lfac)
+        eta = eta_img[img]
+        term = np.where(np.isfinite(lam_d), eta * lam_d, eta)
+        pr = rocking_partiality(phi, lo, wd, lfac * np.sqrt(o0 * o0 + term * term))
         return np.where(phi_ok, pr, np.where(np.isfinite(p_table) & (p_table > 0), p_table, 1.0))
 
     def current_q(pr: np.ndarray):
@@ -375,23 +390,22 @@ def scale_and_merge(
     p_rows = p
     if use_rot:
         # initial rocking width: one value for all images, from the unscaled sums
-        p_rows, img_sigma = _init_mosaicity(row_full, n_full, img, n_img, I, sig, lp, ref_f, n_ref, I_f, var_f,
-                                            partiality_rows, img_wedge)
+        p_rows, img_sigma, rot_omega0[0] = _init_mosaicity(
+            row_full, n_full, img, n_img, I, sig, lp, ref_f, n_ref, I_f, var_f, partiality_rows, img_wedge,
+            wavelength_known=bool(np.isfinite(lam_d).any()))
+        notes.append(f"-P rot: rocking width L·sqrt(ω0² + (η λ/d)²), ω0 = {rot_omega0[0]:.4f}°, "
+                     f"initial η = {float(np.nanmedian(img_sigma)):.4f}°")
     q, frac_f, lp_f = current_q(p_rows)
-    if use_rot:
-        low = summed & (frac_f < max(opts.min_partiality, 1e-6))
+    if summed.any():  # rotation sums: the recorded fraction must reach MIN_FULL_FRACTION
+        low = summed & (frac_f < max(opts.min_partiality, MIN_FULL_FRACTION))
         drop(np.isin(row_full, np.flatnonzero(low)), "partiality")
         full_active &= ~low
+        over = summed & (np.bincount(row_full, p_rows, n_full) > MAX_FULL_FRACTION) & full_active
+        drop(np.isin(row_full, np.flatnonzero(over)), "partiality_sum")
+        full_active &= ~over
 
-    def structure():
-        return full_active[row_full]
-
-    def fulls_struct(rows_mask: np.ndarray):
-        rf = row_full[rows_mask]
-        return build_fulls(rf, img[rows_mask], n_full, n_img), rows_mask
-
-    def image_free(rows_mask: np.ndarray) -> np.ndarray:
-        cnt = np.bincount(img[rows_mask], minlength=n_img)
+    def image_free() -> np.ndarray:
+        cnt = np.bincount(img[full_active[row_full]], minlength=n_img)
         return (cnt > 0) & (img_reason == "")
 
     def merged_target(K: np.ndarray, rows_full_active: np.ndarray) -> np.ndarray:
@@ -414,8 +428,7 @@ def scale_and_merge(
 
     refine_b = bool(opts.refine_bfactor)
     t3 = time.perf_counter()
-    rows_mask = structure()
-    fs, _ = fulls_struct(rows_mask)
+    fs = build_fulls(row_full, img, n_full, n_img)  # all rows; inactive fulls get zero weight
     w_scale = 1.0 / var_f
     n_rounds = 1 if reference is not None else opts.scaling_iterations
     error_model = ErrorModel(1.0, 0.0)
@@ -430,8 +443,6 @@ def scale_and_merge(
         m = full_active & drop_imgs[img_full]
         drop(np.isin(row_full, np.flatnonzero(m)), "image_too_few_observations")
         full_active &= ~m
-        rows_mask = structure()
-        fs, _ = fulls_struct(rows_mask)
     if not full_active.any():
         raise ProcessingError("no image has enough observations to be scaled")
 
@@ -454,7 +465,7 @@ def scale_and_merge(
                 K, _ = model_factor(fs, q, s2_f, g, B)
                 if reference is None:
                     target = merged_target(K, full_active)
-            free = image_free(rows_mask)
+            free = image_free()
             w_use = np.where(full_active, w_scale, 0.0)
             g, B, dmax = gauss_newton_step(fs, q, s2_f, I_f, w_use, target, g, B, refine_b=refine_b,
                                            restraints=restraints, free=free)
@@ -513,18 +524,15 @@ def scale_and_merge(
                     drop(np.isin(row_full, np.flatnonzero(m)), "image_delta_cchalf")
                     full_active &= ~m
                     changed = True
-        if changed:
-            if not full_active.any():
-                raise ProcessingError("every observation was rejected")
-            rows_mask = structure()
-            fs, _ = fulls_struct(rows_mask)
+        if changed and not full_active.any():
+            raise ProcessingError("every observation was rejected")
         if reference is None:
             iterations.append(_image_table(runs, img_run, img_number, img_batch, g, B, img_sigma, img_wedge,
                                            img_cc, img_full, full_active, img_reason, rot=is_rot_run[img_run]))
-    if reference is not None and (changed if n_rounds else False):
+    if reference is not None and changed:
         for _ in range(3):
             g, B, _ = gauss_newton_step(fs, q, s2_f, I_f, np.where(full_active, w_scale, 0.0), ref_target_f, g, B,
-                                        refine_b=refine_b, restraints=restraints, free=image_free(rows_mask))
+                                        refine_b=refine_b, restraints=restraints, free=image_free())
     if progress:
         progress("scaling", n_rounds, n_rounds)
     timing["scaling"] = time.perf_counter() - t3
@@ -664,21 +672,35 @@ def _wilson(merged: MergedReflections, n_bins: int = 20) -> dict:
     return out
 
 
-def _init_mosaicity(row_full, n_full, img, n_img, I, sig, lp, ref_f, n_ref, I_f, var_f, partiality_rows, wedge):
-    """One rocking width for all images: the grid value whose partialities best explain the partials."""
+OMEGA0_GRID = np.concatenate([[0.0], np.geomspace(0.002, 0.5, 16)])
+"""Candidate constant rocking-width terms ω0 (degrees) for -P rot (the spot's reciprocal size times λ)."""
+
+
+def _init_mosaicity(row_full, n_full, img, n_img, I, sig, lp, ref_f, n_ref, I_f, var_f, partiality_rows, wedge, *,
+                    wavelength_known: bool, max_rows: int = 200_000):
+    """One rocking width (ω0, η) for all images: the grid pair whose partialities best explain the partials
+    of the summed reflections, with unscaled sums as the full intensities."""
     lp_f = np.bincount(row_full, lp, n_full) / np.maximum(np.bincount(row_full, minlength=n_full), 1)
     x = I_f / lp_f
     mean, _ = group_mean(ref_f, x, lp_f**2 / var_f, n_ref)
     target = mean[ref_f][row_full] * lp
-    w = 1.0 / sig**2
-    best, best_s = None, SIGMA_GRID[len(SIGMA_GRID) // 2]
-    for s in SIGMA_GRID:
-        pr = partiality_rows(np.full(n_img, s), wedge)
-        r = np.nansum(w * (I - pr * target) ** 2)
-        if best is None or r < best:
-            best, best_s = r, s
-    sig_img = np.full(n_img, best_s)
-    return partiality_rows(sig_img, wedge), sig_img
+    multi = np.bincount(row_full, minlength=n_full)[row_full] > 1
+    rows = np.flatnonzero(multi & np.isfinite(target) & (2 * sig < I))
+    if len(rows) > max_rows:
+        rows = np.random.default_rng(0).choice(rows, max_rows, replace=False)
+    if len(rows) < 20:
+        rows = np.flatnonzero(np.isfinite(target))
+    w = 1.0 / sig[rows] ** 2
+    best, best_pair = None, (0.0, SIGMA_GRID[len(SIGMA_GRID) // 2])
+    for o0 in OMEGA0_GRID if wavelength_known else [0.0]:
+        for s in SIGMA_GRID[::2]:
+            pr = partiality_rows(np.full(n_img, s), wedge, o0)[rows]
+            r = float(np.nansum(w * (I[rows] - pr * target[rows]) ** 2))
+            if best is None or r < best:
+                best, best_pair = r, (o0, s)
+    o0, s = best_pair
+    sig_img = np.full(n_img, s)
+    return partiality_rows(sig_img, wedge, o0), sig_img, float(o0)
 
 
 def _refine_rot(target_f, full_active, row_full, img, n_img, I, sig, g, B, s2_f, lp, p_rows, summed,

@@ -107,7 +107,8 @@ def full_coefficients(row_full: np.ndarray, n_full: int, p: np.ndarray, lp: np.n
     with np.errstate(invalid="ignore", divide="ignore"):
         q_sum = lp_f[row_full] * frac[row_full] * p / sp[row_full]
     q = np.where(summed[row_full], q_sum, p * lp)
-    return q, frac, lp_f
+    q = np.where(np.isfinite(q), q, 0.0)
+    return q, np.where(np.isfinite(frac), frac, 0.0), lp_f
 
 
 def model_factor(fulls: Fulls, q: np.ndarray, s2_full: np.ndarray, g: np.ndarray, B: np.ndarray) -> tuple[

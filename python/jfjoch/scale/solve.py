@@ -73,7 +73,8 @@ def gauss_newton_step(
     may change (images without data or rejected ones stay fixed).
     """
     n_img = fulls.n_img
-    ok = np.isfinite(target) & (w > 0)
+    K0, _ = model_factor(fulls, q, s2_full, g, B)
+    ok = np.isfinite(target) & (w > 0) & np.isfinite(K0) & (K0 > 0)
     wt = np.where(ok, w, 0.0)
     tgt = np.where(ok, target, 0.0)
     K, e = model_factor(fulls, q, s2_full, g, B)
