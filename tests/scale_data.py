@@ -217,3 +217,134 @@ def truth_tables(dataset: Path, *, seed: int = 0, partiality: str = "model", min
                      space_group=int(truth["space_group_number"]), wavelength=lam, goniometer=gon,
                      name=Path(dataset).name)
     return inp, truth
+
+
+# -------------------------------------------------------------------------------------------------------
+def _rotation_phi_lorentz(hkl, image, A0, axis, lam, w0, width):
+    """Diffraction angle nearest each image's mid-angle, s at that angle, and rate |(e × s)·z| (1/Å/rad)."""
+    e = np.asarray(axis, float) / np.linalg.norm(axis)
+    sc = hkl @ np.asarray(A0).T
+    s_par = np.outer(sc @ e, e)
+    s_perp = sc - s_par
+    exs = np.cross(e, sc)
+    target = -lam * np.einsum("ni,ni->n", sc, sc) / 2.0
+    cosv = np.clip((target - s_par[:, 2]) / np.hypot(s_perp[:, 2], exs[:, 2]), -1, 1)
+    base = np.arctan2(exs[:, 2], s_perp[:, 2])
+    mid = w0 + (image + 0.5) * width
+    cands = np.stack([mid + ((np.degrees(base + sg * np.arccos(cosv)) - mid + 180) % 360) - 180 for sg in (1, -1)])
+    phi = cands[np.argmin(np.abs(cands - mid), axis=0), np.arange(len(hkl))]
+    cp, sp_ = np.cos(np.radians(phi))[:, None], np.sin(np.radians(phi))[:, None]
+    sv = s_par + cp * s_perp + sp_ * exs
+    rate = np.maximum(np.abs(np.cross(e, sv)[:, 2]), 1e-6)
+    return phi, sv, rate
+
+
+@dataclass
+class SimulatedTables:
+    input: ScaleInput
+    truth_keys: np.ndarray
+    truth_I: np.ndarray
+    """Full photons per unit (Lorentz, polarisation = 1) of each ASU orbit (the simulator's |F|² scale)."""
+    op: np.ndarray
+    ops: list[np.ndarray]
+    sim: object
+
+
+def simulated_tables(mode: str = "stills", n_images: int = 200, *, sg="P 4", cell=HEWL_CELL, seed: int = 0,
+                     d_min: float = 2.0, ambiguity: bool = False, mosaicity_deg: float = 0.05,
+                     omega_width_deg: float = 0.5, background: float = 10.0, min_photons: float = 2.0,
+                     spot_width_recip: float = 2e-4) -> SimulatedTables:
+    """Integrated-reflection tables from the in-house simulator (``jfjoch.simulate.Simulator``, what
+    `jfjoch_simulate` renders), without rendering images: per image the simulator's reflections and noiseless
+    photons, Poisson noise with a background term, and the simulator's own partiality and lp
+    (stills: Gaussian of the excitation error; rotation: Lorentz × polarisation × solid angle, and phi).
+    With ``ambiguity`` every still is re-indexed by a random indexing-ambiguity operator of the lattice."""
+    from jfjoch.simulate import SimulationSettings, Simulator
+
+    st = SimulationSettings(mode=mode, n_images=n_images, cell=tuple(cell), space_group=sg, d_min_A=d_min,
+                            seed=seed, mosaicity_deg=mosaicity_deg, omega_width_deg=omega_width_deg,
+                            spot_width_recip=spot_width_recip)
+    sim = Simulator(st)
+    rng = np.random.default_rng(seed + 1)
+    lam = st.wavelength_A
+    rows = {k: [] for k in ("image", "hkl", "ph", "part", "lp", "phi", "xy")}
+    for i in range(n_images):
+        hkl, xy, ph = sim.reflections_on(i, min_photons=min_photons)
+        kdir = sim._pixel_k(xy[:, 0], xy[:, 1])
+        pol = sim._pol_solid(kdir)
+        if mode == "stills":
+            sv = hkl @ sim.A0[i].T
+            eps = np.linalg.norm(sv + np.array([0, 0, 1 / lam]), axis=1) - 1 / lam
+            part = np.exp(-0.5 * (eps / sim._sigma_eps(sv)) ** 2)
+            lp = pol
+            phi = np.full(len(ph), np.nan)
+        else:
+            img = np.full(len(hkl), i)
+            phi, sv, rate = _rotation_phi_lorentz(hkl, img, sim.A0[0], sim.axis, lam, st.omega_start_deg,
+                                                  st.omega_width_deg)
+            lp = np.minimum(1.0 / (lam * rate), 50.0) * pol
+            from scipy.special import ndtr
+
+            sig_phi = np.minimum(np.degrees(sim._sigma_eps(sv) / rate), 5.0)
+            lo = st.omega_start_deg + i * st.omega_width_deg
+            part = ndtr((lo + st.omega_width_deg - phi) / sig_phi) - ndtr((lo - phi) / sig_phi)
+        rows["image"].append(np.full(len(ph), i))
+        rows["hkl"].append(hkl.astype(np.int64))
+        rows["ph"].append(ph)
+        rows["part"].append(part)
+        rows["lp"].append(lp)
+        rows["phi"].append(phi)
+        rows["xy"].append(xy)
+    image = np.concatenate(rows["image"]).astype(np.int64)
+    hkl = np.concatenate(rows["hkl"])
+    ph = np.concatenate(rows["ph"])
+    xy = np.concatenate(rows["xy"])
+    group = space_group(sg)
+    ops = ambiguity_operators(cell, group) if ambiguity else [np.eye(3, dtype=np.int64)]
+    op = rng.integers(0, len(ops), n_images) if ambiguity else np.zeros(n_images, np.int64)
+    for k in range(1, len(ops)):
+        m = op[image] == k
+        hkl[m] = hkl[m] @ np.rint(np.linalg.inv(ops[k])).astype(np.int64)
+    n = len(ph)
+    counts = rng.poisson(ph + background).astype(float) - background
+    table = ReflectionTable(
+        image=image, h=hkl[:, 0], k=hkl[:, 1], l=hkl[:, 2], I=counts, sigma=np.sqrt(ph + 2 * background),
+        x=xy[:, 0], y=xy[:, 1], d=np.zeros(n), phi=np.concatenate(rows["phi"]),
+        partiality=np.concatenate(rows["part"]), lp=np.concatenate(rows["lp"]),
+        background=np.full(n, background / 20.0), flags=np.zeros(n, np.uint32),
+    )  # fmt: skip
+    gon = Goniometer(axis=sim.axis, start_deg=st.omega_start_deg, increment_deg=st.omega_width_deg) \
+        if mode == "rotation" else None
+    inp = ScaleInput(reflections=table.sorted(), cell=tuple(cell), space_group=int(group.number), wavelength=lam,
+                     goniometer=gon, name=f"simulated {mode}")
+    sym = Symmetry(group)
+    keys = sym.orbit_keys(sim.reflections.hkl)
+    uk, first = np.unique(keys, return_index=True)
+    return SimulatedTables(input=inp, truth_keys=uk, truth_I=sim.reflections.photons[first], op=op, ops=ops,
+                           sim=sim)
+
+
+def cc_to_truth(merged_hkl, merged_I, truth_keys, truth_I, sg, ops=None) -> float:
+    """Pearson CC of merged intensities with the truth (max over the global indexing alternatives)."""
+    sym = Symmetry(sg)
+    best = -1.0
+    for R in ops or [np.eye(3, dtype=np.int64)]:
+        k = sym.orbit_keys(np.asarray(merged_hkl, np.int64) @ R)
+        pos = np.clip(np.searchsorted(truth_keys, k), 0, len(truth_keys) - 1)
+        hit = truth_keys[pos] == k
+        if hit.sum() > 10:
+            best = max(best, float(np.corrcoef(np.asarray(merged_I)[hit], truth_I[pos[hit]])[0, 1]))
+    return best
+
+
+def setting_agreement(op_truth, op_chosen, ops, sg) -> float:
+    """Fraction of units whose chosen operator undoes their true one, up to one global operator."""
+    from collections import Counter
+
+    sym = Symmetry(sg)
+    probe = np.array([[1, 2, 5], [3, 7, 11], [13, 17, 19]], np.int64)
+    keys = []
+    for t, c in zip(op_truth, op_chosen):
+        M = np.rint(np.linalg.inv(ops[t])).astype(np.int64) @ ops[c]
+        keys.append(tuple(sym.orbit_keys(probe @ M)))
+    return Counter(keys).most_common(1)[0][1] / len(keys)

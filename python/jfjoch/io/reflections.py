@@ -22,6 +22,7 @@ __all__ = [
     "UNMERGED_INTENSITY_COLUMNS",
     "read_reference_mtz",
     "read_unmerged_mtz",
+    "unmerged_mtz_statistics",
     "write_merged_cif",
     "write_merged_mtz",
     "write_shelx_hkl",
@@ -297,3 +298,40 @@ def check_sym_roundtrip(result: ScaleResult) -> bool:
     sym = Symmetry(result.space_group_number)
     o = result.observations
     return bool(np.array_equal(sym.from_asu(o.asu, o.isym), o.hkl))
+
+
+def unmerged_mtz_statistics(path: str | os.PathLike, label: str | None = None, n_shells: int = 10,
+                            space_group: int | None = None, seed: int = 0):
+    """(shells, overall) merging statistics of an unmerged MTZ as it stands (no scaling): the figures
+    `jfjoch_scale` prints, computed from a file; ``label`` the intensity column (default: as
+    :func:`read_unmerged_mtz`). Systematic absences and σ <= 0 are left out, as cctbx does."""
+    from ..scale.stats import merging_statistics
+    from ..scale.symmetry import pack
+
+    p = Path(path)
+    mtz = _read_mtz(p)
+    labels = _labels(mtz)
+    if label is None:
+        pair = next(((i, s) for i, s in UNMERGED_INTENSITY_COLUMNS if i in labels and s in labels), None)
+        if pair is None:
+            raise InputError(f"{p}: no intensity column")
+    else:
+        k = labels.index(label)
+        pair = (label, labels[k + 1])
+    if "M/ISYM" in labels:
+        mtz.switch_to_original_hkl()
+    a = np.array(mtz, copy=False)
+    hkl = np.rint(a[:, :3]).astype(np.int64)
+    x = a[:, labels.index(pair[0])].astype(float)
+    sx = a[:, labels.index(pair[1])].astype(float)
+    sym = Symmetry(space_group or mtz.spacegroup.number)
+    ok = np.isfinite(x) & np.isfinite(sx) & (sx > 0) & ~sym.absent(hkl)
+    hkl, x, sx = hkl[ok], x[ok], sx[ok]
+    asu, _ = sym.to_asu(hkl)
+    uk, first, ref = np.unique(pack(asu), return_index=True, return_inverse=True)
+    uc = mtz.cell
+    d = uc.calculate_d_array(asu[first].astype(np.int32))
+    possible = sym.possible(uc, float(d.min()) * (1 - 1e-6))
+    shells, overall, _ = merging_statistics(ref, x, sx, 1.0 / d**2, 1.0 / uc.calculate_d_array(possible) ** 2,
+                                            n_shells=n_shells, seed=seed)
+    return shells, overall

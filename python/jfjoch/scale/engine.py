@@ -400,9 +400,10 @@ def scale_and_merge(
         low = summed & (frac_f < max(opts.min_partiality, MIN_FULL_FRACTION))
         drop(np.isin(row_full, np.flatnonzero(low)), "partiality")
         full_active &= ~low
-        over = summed & (np.bincount(row_full, p_rows, n_full) > MAX_FULL_FRACTION) & full_active
-        drop(np.isin(row_full, np.flatnonzero(over)), "partiality_sum")
-        full_active &= ~over
+        if model == "fixed":  # the stored partialities must describe the reflection
+            over = summed & (np.bincount(row_full, p_rows, n_full) > MAX_FULL_FRACTION) & full_active
+            drop(np.isin(row_full, np.flatnonzero(over)), "partiality_sum")
+            full_active &= ~over
 
     def image_free() -> np.ndarray:
         cnt = np.bincount(img[full_active[row_full]], minlength=n_img)
@@ -509,21 +510,28 @@ def scale_and_merge(
                 drop(np.isin(row_full, np.flatnonzero(m)), "image_min_cc")
                 full_active &= ~m
                 changed = True
-        if opts.reject_delta_cchalf is not None:
+        if opts.reject_delta_cchalf is not None and rnd == 1:  # once: repeated, it would trim the tail each round
             a_idx = np.flatnonzero(full_active)
             _, dcc = delta_cc_half(ref_f[a_idx], img_full[a_idx], x[a_idx], 1.0 / sxe[a_idx] ** 2, n_ref, n_img,
                                    seed=rnd)
             ok = np.isfinite(dcc) & (img_reason == "")
-            if ok.sum() >= 3:
-                mu, sd = float(np.mean(dcc[ok])), float(np.std(dcc[ok]))
-                bad = ok & (dcc < mu - opts.reject_delta_cchalf * sd)
-                if bad.any():
-                    img_reason[bad] = "delta_cchalf"
-                    irej["delta_cchalf"] = irej.get("delta_cchalf", 0) + int(bad.sum())
-                    m = full_active & bad[img_full]
-                    drop(np.isin(row_full, np.flatnonzero(m)), "image_delta_cchalf")
-                    full_active &= ~m
-                    changed = True
+            bad = np.zeros(n_img, bool)
+            for _ in range(10):  # mean and sd without the images already below the limit, until stable
+                keep_ = ok & ~bad
+                if keep_.sum() < 3:
+                    break
+                mu, sd = float(np.mean(dcc[keep_])), float(np.std(dcc[keep_]))
+                new = ok & (dcc < mu - opts.reject_delta_cchalf * sd)
+                if np.array_equal(new, bad):
+                    break
+                bad = new
+            if bad.any():
+                img_reason[bad] = "delta_cchalf"
+                irej["delta_cchalf"] = irej.get("delta_cchalf", 0) + int(bad.sum())
+                m = full_active & bad[img_full]
+                drop(np.isin(row_full, np.flatnonzero(m)), "image_delta_cchalf")
+                full_active &= ~m
+                changed = True
         if changed and not full_active.any():
             raise ProcessingError("every observation was rejected")
         if reference is None:

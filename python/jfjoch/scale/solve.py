@@ -3,13 +3,15 @@
 Given target intensities Ī_h (the current merged set, or a reference), the parameters θ = (g_i [, B_i])
 of every image minimise
 
-    Σ_f w_f (I_f - K_f(θ) Ī_h(f))²  +  Σ_sweeps Σ_i λ_g (g_i+1 - g_i)²  +  λ_B (B_i+1 - B_i)²  +  ridge,
+    Σ_f w_f ρ(I_f - K_f(θ) Ī_h(f))  +  Σ_sweeps Σ_i λ_g (g_i+1 - g_i)²  +  λ_B (B_i+1 - B_i)²  +  ridge,
 
-w_f = 1/σ_f² (counting statistics), G_i = exp(g_i). The normal matrix is assembled from the row pairs of
-:class:`~jfjoch.scale.model.Fulls` (block-diagonal for stills, banded for rotation sums and restraints)
-and solved with scipy.sparse (SuperLU). λ_g = ρ · median over the sweep of the per-image information
-Σ_f w_f (∂K_f/∂g_i Ī)², so the restraint is as strong as one typical image: images with many
-reflections are barely restrained, images with few take their scale from their neighbours.
+w_f = 1/σ_f² (counting statistics), G_i = exp(g_i), ρ Huber's loss (quadratic up to 10 σ, then linear:
+iteratively reweighted, so a few wild observations cannot pull an image's scale). The normal matrix is
+assembled from the row pairs of :class:`~jfjoch.scale.model.Fulls` (block-diagonal for stills, banded
+for rotation sums and restraints) and solved with scipy.sparse (SuperLU). λ_g = ρ · median over the
+sweep of the per-image information Σ_f w_f (∂K_f/∂g_i Ī)², so the restraint is as strong as one typical
+image: images with many reflections are barely restrained, images with few take their scale from their
+neighbours.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ def gauss_newton_step(
     restraints: Restraints | None,
     free: np.ndarray,
     damping: float = 1e-3,
+    huber: float | None = 10.0,
     max_dg: float = 1.0,
     max_dB: float = 20.0,
 ) -> tuple[np.ndarray, np.ndarray, float]:
@@ -80,6 +83,9 @@ def gauss_newton_step(
     K, e = model_factor(fulls, q, s2_full, g, B)
     res = I - K * tgt
     res = np.where(ok, res, 0.0)
+    if huber is not None:  # robust: residuals beyond huber·σ weigh as |r| (Huber), so outliers cannot pull G
+        z = np.abs(res) * np.sqrt(wt)
+        wt = wt * np.where(z > huber, huber / np.maximum(z, 1e-300), 1.0)
     f = fulls.row_full
     a = e * tgt[f]  # dK_f/dg_i * target, per row
     rows_i = fulls.row_img
