@@ -165,7 +165,8 @@ def truth_tables(dataset: Path, *, seed: int = 0, partiality: str = "model", min
         s_perp = sc - s_par
         exs = np.cross(e, sc)
         target = -lam * np.einsum("ni,ni->n", sc, sc) / 2.0
-        cosv = np.clip((target - s_par[:, 2]) / np.hypot(s_perp[:, 2], exs[:, 2]), -1, 1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cosv = np.clip((target - s_par[:, 2]) / np.hypot(s_perp[:, 2], exs[:, 2]), -1, 1)
         base = np.arctan2(exs[:, 2], s_perp[:, 2])
         w0 = truth["images"][0]["omega_start_deg"]
         width = truth["images"][0]["omega_width_deg"]
@@ -228,7 +229,8 @@ def _rotation_phi_lorentz(hkl, image, A0, axis, lam, w0, width):
     s_perp = sc - s_par
     exs = np.cross(e, sc)
     target = -lam * np.einsum("ni,ni->n", sc, sc) / 2.0
-    cosv = np.clip((target - s_par[:, 2]) / np.hypot(s_perp[:, 2], exs[:, 2]), -1, 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cosv = np.clip((target - s_par[:, 2]) / np.hypot(s_perp[:, 2], exs[:, 2]), -1, 1)
     base = np.arctan2(exs[:, 2], s_perp[:, 2])
     mid = w0 + (image + 0.5) * width
     cands = np.stack([mid + ((np.degrees(base + sg * np.arccos(cosv)) - mid + 180) % 360) - 180 for sg in (1, -1)])

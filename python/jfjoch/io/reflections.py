@@ -202,13 +202,15 @@ def write_merged_mtz(path: str | os.PathLike, result: ScaleResult, anomalous: bo
     return Path(path)
 
 
-def _unmerged_mtz(result: ScaleResult) -> gemmi.Mtz:
+def _unmerged_mtz(result: ScaleResult, original: bool = False) -> gemmi.Mtz:
+    """The unmerged MTZ; ``original``: H K L are the original indices (and M/ISYM 1) instead of the ASU."""
     o = result.observations
     mtz = _new_mtz(result, "jfjoch scaled unmerged intensities")
     for lab, t in (("M/ISYM", "Y"), ("BATCH", "B"), ("I", "J"), ("SIGI", "Q"), ("FRACTIONCALC", "R")):
         mtz.add_column(lab, t)
-    data = np.stack([o.asu[:, 0], o.asu[:, 1], o.asu[:, 2], o.isym, o.batch, o.I, o.sigma, o.fraction], 1).astype(
-        np.float32)
+    h = o.hkl if original else o.asu
+    isym = np.ones(len(o.isym)) if original else o.isym
+    data = np.stack([h[:, 0], h[:, 1], h[:, 2], isym, o.batch, o.I, o.sigma, o.fraction], 1).astype(np.float32)
     order = np.lexsort((data[:, 4], data[:, 2], data[:, 1], data[:, 0]))
     mtz.set_data(np.ascontiguousarray(data[order]))
     mtz.sort_order = [1, 2, 3, 4, 5]
@@ -263,9 +265,7 @@ def write_merged_cif(path: str | os.PathLike, result: ScaleResult) -> Path:
 
 def write_unmerged_cif(path: str | os.PathLike, result: ScaleResult) -> Path:
     """mmCIF ``_diffrn_refln`` (original indices, scaled intensity_net/intensity_sigma, image id = BATCH)."""
-    mtz = _unmerged_mtz(result)
-    mtz.switch_to_original_hkl()
-    return write_text_atomic(path, _cif_text(mtz, "jfjoch_unmerged"))
+    return write_text_atomic(path, _cif_text(_unmerged_mtz(result, original=True), "jfjoch_unmerged"))
 
 
 def write_shelx_hkl(path: str | os.PathLike, result: ScaleResult) -> tuple[Path, float]:
