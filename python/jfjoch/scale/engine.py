@@ -182,7 +182,8 @@ def scale_and_merge(
         t = inp.reflections
         cols["run"].append(np.full(len(t), k, np.int64))
         cols["image"].append(t.image.astype(np.int64))
-        cols["hkl"].append(t.hkl.astype(np.int64) @ R)
+        hk = t.hkl.astype(np.int64)
+        cols["hkl"].append(hk if np.array_equal(R, np.eye(3)) else hk @ R)
         cols["I"].append(t.I.astype(float))
         cols["sigma"].append(t.sigma.astype(float))
         cols["phi"].append(t.phi.astype(float))
@@ -216,16 +217,20 @@ def scale_and_merge(
     saturated = valid & ((flags & int(ReflectionFlag.SATURATED)) != 0)
     drop(saturated, "saturated")
     valid &= ~saturated
-    absent = np.zeros(n_input, bool)
-    absent[valid] = sym.absent(hkl[valid])
+    # per distinct index once (tens of thousands instead of millions of rows)
+    hkey, hinv = np.unique(pack(hkl), return_inverse=True)
+    uh = unpack(hkey)
+    absent = sym.absent(uh)[hinv] & valid
     n_valid = int(valid.sum())
     if n_valid and absent.sum() > max(20, 0.1 * n_valid):
         raise UsageError(f"space group {sg.hm} ({sg.number}) is incompatible with the lattice: "
                          f"{100 * absent.sum() / n_valid:.0f} % of the observations are systematically absent")
     drop(absent, "systematic_absence")
     keep = valid & ~absent
-    d_row = np.zeros(n_input)
-    d_row[keep] = _d_spacings(uc, hkl[keep])
+    d_u = np.zeros(len(uh))
+    uvalid = np.bincount(hinv, keep.astype(float), len(uh)) > 0
+    d_u[uvalid] = uc.calculate_d_array(np.ascontiguousarray(uh[uvalid], np.int32))
+    d_row = d_u[hinv]
     if opts.scaling_high_resolution is not None:
         beyond = keep & (d_row < opts.scaling_high_resolution)
         drop(beyond, "resolution")
@@ -253,10 +258,11 @@ def scale_and_merge(
         keep &= ~low
     if not keep.any():
         raise ProcessingError("no observations left to scale (all invalid, absent or beyond the limits)")
-    sel = np.flatnonzero(keep)
-    run, image, hkl, I, sig, phi, p, lp, d_row = (a[sel] for a in (run, image, hkl, I, sig, phi, p, lp, d_row))
-    p_table = p_in[sel]
-    rot_row = rot_row[sel]
+    if not keep.all():  # (a copy of every column: skipped when nothing was dropped)
+        sel = np.flatnonzero(keep)
+        run, image, hkl, I, sig, phi, p, lp, d_row, hinv, p_in, rot_row = (
+            a[sel] for a in (run, image, hkl, I, sig, phi, p, lp, d_row, hinv, p_in, rot_row))
+    p_table = p_in
 
     # ---------------------------------------------------------------- images
     img_key = run * (1 << 40) + image
@@ -264,7 +270,12 @@ def scale_and_merge(
     for k, inp in enumerate(inputs):
         if inp.image_stats is not None:
             extra_keys.append(k * (1 << 40) + inp.image_stats.image)
-    all_keys = np.unique(np.concatenate([img_key, *extra_keys]))
+    if len(img_key) > 1 and np.all(img_key[1:] >= img_key[:-1]):  # sorted by run and image (the usual case)
+        all_keys = img_key[np.concatenate([[True], img_key[1:] != img_key[:-1]])]
+    else:
+        all_keys = np.unique(img_key)
+    if extra_keys:
+        all_keys = np.unique(np.concatenate([all_keys, *extra_keys]))
     n_img = len(all_keys)
     img = np.searchsorted(all_keys, img_key)
     img_run = (all_keys >> 40).astype(np.int64)
@@ -278,6 +289,7 @@ def scale_and_merge(
     t1 = time.perf_counter()
     amb_ops = ambiguity_operators(cell, sg)
     amb_info: dict = {"operators": [_op_str(R) for R in amb_ops]}
+    amb_changed = False
     if len(amb_ops) > 1:
         unit_is_image = ~is_rot_run[img_run] & ~is_sweep[img_run]
         # unit per row: images of stills runs, whole runs for sweeps
@@ -290,6 +302,7 @@ def scale_and_merge(
         res = resolve_ambiguity(sym, hkl, xa, unit, len(uu), amb_ops, reference_keys=rk, reference_values=rv,
                                 seed=0)
         choice = res.op[unit]
+        amb_changed = bool(np.any(choice != 0))
         for k in range(1, len(amb_ops)):
             m = choice == k
             if m.any():
@@ -311,10 +324,17 @@ def scale_and_merge(
 
     # ---------------------------------------------------------------- ASU, fulls
     t2 = time.perf_counter()
-    asu, isym = sym.to_asu(hkl)
-    ukeys, first, ref = np.unique(pack(asu), return_index=True, return_inverse=True)
+    if amb_changed:  # the indices changed: their distinct set too
+        hkey, hinv = np.unique(pack(hkl), return_inverse=True)
+        uh = unpack(hkey)
+    else:  # compact the distinct set to the rows kept
+        used, hinv = np.unique(hinv, return_inverse=True)
+        uh = uh[used]
+    asu_u, isym_u = sym.to_asu(uh)
+    ukeys, first_u, ref_u = np.unique(pack(asu_u), return_index=True, return_inverse=True)
     n_ref = len(ukeys)
-    ref_hkl = asu[first].astype(np.int32)
+    ref_hkl = asu_u[first_u].astype(np.int32)
+    asu, isym, ref = asu_u[hinv], isym_u[hinv], ref_u[hinv]
     ref_d = uc.calculate_d_array(ref_hkl)
     ref_s2 = 1.0 / (4.0 * ref_d**2)
     centric = sym.centric(ref_hkl)
@@ -585,6 +605,7 @@ def scale_and_merge(
     possible_s = 1.0 / uc.calculate_d_array(possible) ** 2 if len(possible) else np.zeros(0)
     shells, overall, _ = merging_statistics(
         ref_f[a_idx], x, sxe, 1.0 / ref_d**2, possible_s, n_shells=10, seed=0,
+        n_splits=5 if len(a_idx) <= 1_000_000 else 2,
         minus=minus_f[a_idx] if opts.anomalous else None, acentric=~centric if opts.anomalous else None,
         reference=ref_per_ref if reference is not None else None)  # fmt: skip
     d_est = resolution_estimate(shells)

@@ -65,6 +65,8 @@ class Fulls:
     n_img: int
     single: bool
     """Every full has one row (stills, or unsummed full observations)."""
+    identity: bool
+    """row_full is 0, 1, 2, ...: per-full and per-row arrays coincide."""
     pair_r1: np.ndarray
     pair_r2: np.ndarray
     pair_key_inv: np.ndarray
@@ -76,6 +78,7 @@ def build_fulls(row_full: np.ndarray, row_img: np.ndarray, n_full: int, n_img: i
     """Precompute the row pairs (r1, r2) within each full and the distinct (image, image) blocks they touch."""
     cnt = np.bincount(row_full, minlength=n_full)
     single = bool(np.all(cnt <= 1))
+    identity = single and len(row_full) == n_full and bool(np.all(row_full == np.arange(n_full)))
     if single:
         r1 = r2 = np.arange(len(row_full))
     else:
@@ -86,9 +89,14 @@ def build_fulls(row_full: np.ndarray, row_img: np.ndarray, n_full: int, n_img: i
         blk_start = np.repeat(np.cumsum(c_row) - c_row, c_row)
         k = np.arange(len(r1)) - blk_start
         r2 = order[start[row_full[r1]] + k]
+    if single:  # every pair is a row with itself: the blocks are the images
+        ar = np.arange(n_img)
+        return Fulls(row_full=row_full, row_img=row_img, n_full=n_full, n_img=n_img, single=single,
+                     identity=identity, pair_r1=r1, pair_r2=r2, pair_key_inv=np.asarray(row_img, np.int64),
+                     pair_i=ar, pair_j=ar)
     key = row_img[r1].astype(np.int64) * n_img + row_img[r2]
     uk, inv = np.unique(key, return_inverse=True)
-    return Fulls(row_full=row_full, row_img=row_img, n_full=n_full, n_img=n_img, single=single,
+    return Fulls(row_full=row_full, row_img=row_img, n_full=n_full, n_img=n_img, single=single, identity=identity,
                  pair_r1=r1, pair_r2=r2, pair_key_inv=inv, pair_i=uk // n_img, pair_j=uk % n_img)
 
 
@@ -99,6 +107,8 @@ def full_coefficients(row_full: np.ndarray, n_full: int, p: np.ndarray, lp: np.n
     summed (per full): True for rotation sums (q_r = lp_f · F_f · p_r / Σp), False for single rows
     (q_r = p_r · lp_r).
     """
+    if not summed.any() and len(row_full) == n_full and np.all(row_full == np.arange(n_full)):
+        return p * lp, p.copy(), lp.copy()
     sp = np.bincount(row_full, p, n_full)
     splp = np.bincount(row_full, p * lp, n_full)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -115,5 +125,11 @@ def model_factor(fulls: Fulls, q: np.ndarray, s2_full: np.ndarray, g: np.ndarray
         np.ndarray, np.ndarray]:
     """(K per full, e_r per row) with e_r = q_r exp(g_i - 2 B_i s²), K_f = Σ_r e_r."""
     i = fulls.row_img
-    e = q * np.exp(g[i] - 2.0 * B[i] * s2_full[fulls.row_full])
+    s2 = s2_full if fulls.identity else s2_full[fulls.row_full]
+    if np.any(B != 0):
+        e = q * np.exp(g[i] - 2.0 * B[i] * s2)
+    else:  # one exp per image
+        e = q * np.exp(g)[i]
+    if fulls.identity:
+        return e, e
     return np.bincount(fulls.row_full, e, fulls.n_full), e

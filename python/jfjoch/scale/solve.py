@@ -76,33 +76,46 @@ def gauss_newton_step(
     may change (images without data or rejected ones stay fixed).
     """
     n_img = fulls.n_img
-    K0, _ = model_factor(fulls, q, s2_full, g, B)
-    ok = np.isfinite(target) & (w > 0) & np.isfinite(K0) & (K0 > 0)
+    K, e = model_factor(fulls, q, s2_full, g, B)
+    ok = np.isfinite(target) & (w > 0) & np.isfinite(K) & (K > 0)
     wt = np.where(ok, w, 0.0)
     tgt = np.where(ok, target, 0.0)
-    K, e = model_factor(fulls, q, s2_full, g, B)
     res = I - K * tgt
     res = np.where(ok, res, 0.0)
     if huber is not None:  # robust: residuals beyond huber·σ weigh as |r| (Huber), so outliers cannot pull G
         z = np.abs(res) * np.sqrt(wt)
         wt = wt * np.where(z > huber, huber / np.maximum(z, 1e-300), 1.0)
     f = fulls.row_full
-    a = e * tgt[f]  # dK_f/dg_i * target, per row
+    ident = fulls.identity
+
+    def per_row(v):
+        return v if ident else v[f]
+
+    a = e * per_row(tgt)  # dK_f/dg_i * target, per row
     rows_i = fulls.row_img
-    rhs_g = np.bincount(rows_i, a * (wt * res)[f], n_img)
+    wres = per_row(wt * res)
+    rhs_g = np.bincount(rows_i, a * wres, n_img)
     p1, p2, inv = fulls.pair_r1, fulls.pair_r2, fulls.pair_key_inv
-    wp = wt[f[p1]]
     n_pairs = len(fulls.pair_i)
-    Ngg = np.bincount(inv, wp * a[p1] * a[p2], n_pairs)
+    if ident:  # pairs are the rows themselves
+        wp = wt
+        Ngg = np.bincount(inv, wp * a * a, n_pairs)
+    else:
+        wp = wt[f[p1]]
+        Ngg = np.bincount(inv, wp * a[p1] * a[p2], n_pairs)
     blocks_i = [fulls.pair_i]
     blocks_j = [fulls.pair_j]
     vals = [Ngg]
     if refine_b:
-        s2r = s2_full[f]
+        s2r = per_row(s2_full)
         b_ = -2.0 * s2r * a
-        rhs_B = np.bincount(rows_i, b_ * (wt * res)[f], n_img)
-        NgB = np.bincount(inv, wp * a[p1] * b_[p2], n_pairs)
-        NBB = np.bincount(inv, wp * b_[p1] * b_[p2], n_pairs)
+        rhs_B = np.bincount(rows_i, b_ * wres, n_img)
+        if ident:
+            NgB = np.bincount(inv, wp * a * b_, n_pairs)
+            NBB = np.bincount(inv, wp * b_ * b_, n_pairs)
+        else:
+            NgB = np.bincount(inv, wp * a[p1] * b_[p2], n_pairs)
+            NBB = np.bincount(inv, wp * b_[p1] * b_[p2], n_pairs)
         blocks_i += [fulls.pair_i, fulls.pair_i + n_img]
         blocks_j += [fulls.pair_j + n_img, fulls.pair_j + n_img]
         vals += [NgB, NBB]

@@ -77,12 +77,17 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(a, b) / den) if den > 0 else float("nan")
 
 
-def cc_half_halves(ref: np.ndarray, n_ref: int, rng: np.random.Generator) -> np.ndarray:
+def cc_half_halves(ref: np.ndarray, n_ref: int, rng: np.random.Generator,
+                   order0: np.ndarray | None = None) -> np.ndarray:
     """bool per observation: in the first half. Per reflection with n observations, a random n//2 of them
-    (n//2 + 1 with probability 1/2 when n is odd), as cctbx's ``split_unmerged``."""
+    (n//2 + 1 with probability 1/2 when n is odd), as cctbx's ``split_unmerged``. ``order0``: a stable
+    argsort of ref (reused across splits: then only an almost sorted array is sorted per split)."""
     n_obs = len(ref)
     n = np.bincount(ref, minlength=n_ref)
-    order = np.argsort(ref + rng.random(n_obs) * 0.999, kind="stable")
+    if order0 is None:
+        order0 = np.argsort(ref, kind="stable")
+    rs0 = ref[order0]
+    order = order0[np.argsort(rs0 + rng.random(n_obs) * 0.999, kind="stable")]
     rs = ref[order]
     start = np.concatenate([[0], np.cumsum(n)[:-1]])
     rank = np.arange(n_obs) - start[rs]
@@ -146,8 +151,9 @@ def merging_statistics(
     sum_i = np.bincount(ref, x, n_ref)
     rng = np.random.default_rng(seed)
     splits = []  # CC1/2 is the mean over n_splits random half splits (less noise than one split)
+    order0 = np.argsort(ref, kind="stable")
     for _ in range(n_splits):
-        first = cc_half_halves(ref, n_ref, rng)
+        first = cc_half_halves(ref, n_ref, rng, order0)
         half_a, half_b = _half_means(ref, x, w, n_ref, first)
         dano = (_anom_half_diffs(ref, np.asarray(minus, np.int64), x, n_ref, first)
                 if minus is not None and acentric is not None else None)
