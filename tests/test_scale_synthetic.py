@@ -273,3 +273,12 @@ def test_two_runs_settings_and_ambiguity():
 def test_truth_intensity_helper():
     keys, vals = truth_intensities(shared("hewl_rot1"))
     assert len(keys) == len(vals) > 10000 and np.all(np.diff(keys) > 0)
+
+
+def test_high_resolution_limit_and_notes():
+    syn = synthetic_stills(60, 300, seed=12, d_min=1.8)
+    r = scale_and_merge(syn.inputs, partiality="fixed", scaling_high_resolution=2.5, wedge=0.0)
+    assert r.merged.d.min() >= 2.5 - 1e-6 and r.overall.d_min >= 2.5 - 1e-6
+    assert r.rejections["resolution"] > 0
+    assert any("-w/--wedge ignored" in n for n in r.notes)
+    assert len(r.shells) == 10 and r.shells[-1].d_min == pytest.approx(r.overall.d_min)
