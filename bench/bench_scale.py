@@ -38,14 +38,16 @@ try:
 except OSError:
     pass
 t = time.perf_counter()
+c = time.process_time()
 r = scale_and_merge(syn.inputs, partiality="fixed", threads={threads})
 t_scale = time.perf_counter() - t
+cpu = time.process_time() - c
 peak = rss("VmHWM:")
 with tempfile.TemporaryDirectory() as d:
     t = time.perf_counter()
     write_scale_outputs(r, os.path.join(d, "bench"))
     t_write = time.perf_counter() - t
-print(json.dumps({{"n_images": {n}, "n_obs": int(len(syn.inputs[0].reflections)), "scale_s": t_scale,
+print(json.dumps({{"n_images": {n}, "n_obs": int(len(syn.inputs[0].reflections)), "scale_s": t_scale, "cpu_s": cpu,
                   "write_s": t_write, "peak_mb": peak, "tables_mb": base, "timing": r.timing,
                   "cc_half": r.overall.cc_half}}))
 """
@@ -67,12 +69,16 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     a = ap.parse_args()
-    print(f"{'stills':>8} {'observations':>13} {'scale+merge s':>14} {'write s':>8} {'peak RSS MB':>12} "
-          f"{'growth MB':>10}  stages")
+    import os
+
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(f"{'stills':>8} {'observations':>13} {'scale+merge s':>14} {'(CPU s)':>8} {'write s':>8} "
+          f"{'peak RSS MB':>12} {'growth MB':>10}  stages")
     for n in (int(v) for v in a.sizes.split(",")):
         r = run_child(n, a.threads)
         stages = ", ".join(f"{k} {v:.2f}" for k, v in r["timing"].items() if k != "total")
-        print(f"{n:>8} {r['n_obs']:>13} {r['scale_s']:>14.2f} {r['write_s']:>8.2f} {r['peak_mb']:>12.0f} "
+        print(f"{n:>8} {r['n_obs']:>13} {r['scale_s']:>14.2f} {r['cpu_s']:>8.2f} {r['write_s']:>8.2f} "
+              f"{r['peak_mb']:>12.0f} "
               f"{r['peak_mb'] - r['tables_mb']:>10.0f}  {stages}")
     data = Path(a.data)
     mtz = data / "hewl_model" / "HEWL_unmerged_subset_2020.mtz"

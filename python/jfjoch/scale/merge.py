@@ -7,7 +7,6 @@ Scaled observation f of reflection h: x_f = I_f / K_f, σ_x,f = σ'_f / K_f, whe
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import minimize
 
 from .data import ErrorModel
 from .stats import group_mean
@@ -62,6 +61,8 @@ def fit_error_model(
     (median δ² / 0.455), and Σ_bins ln²(var) is minimised over a, b (Nelder-Mead).
     Returns a = 1, b = 0 when fewer than 100 observations have a partner.
     """
+    from scipy.optimize import minimize  # (imported here: it costs ~0.3 s at start-up)
+
     ref = np.asarray(ref, np.int64)
     n = np.bincount(ref, minlength=n_ref)
     multi = n[ref] >= 2

@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import ndtr
 
 __all__ = [
     "Fulls",
@@ -30,6 +29,8 @@ __all__ = [
 
 def rocking_partiality(phi: np.ndarray, start: np.ndarray, width: np.ndarray, sigma_phi: np.ndarray) -> np.ndarray:
     """Fraction of a Gaussian rocking curve (centre phi, σ sigma_phi, degrees) inside [start, start + width]."""
+    from scipy.special import ndtr  # (imported here: only -P rot needs it)
+
     s = np.maximum(sigma_phi, 1e-6)
     return ndtr((start + width - phi) / s) - ndtr((start - phi) / s)
 
