@@ -220,13 +220,31 @@ def _unmerged_mtz(result: ScaleResult, original: bool = False) -> gemmi.Mtz:
     batches = np.unique(o.batch)
     run_of_batch = dict(zip(im.batch.tolist(), im.run.tolist()))
     img_of_batch = dict(zip(im.batch.tolist(), im.image.tolist()))
+    runs = {r.run_id: r for r in result.runs}
     for b in batches.tolist():
         bt = gemmi.Mtz.Batch()
+        run_id = run_of_batch.get(b, 0)
+        image = img_of_batch.get(b, b - 1)
         bt.number = int(b)
-        bt.title = f"run {run_of_batch.get(b, 0)} image {img_of_batch.get(b, b - 1)}"
+        bt.title = f"run {run_id} image {image}"
         bt.cell = uc
         bt.wavelength = wl
         bt.dataset_id = 1
+        # CCP4 orientation block: NCRYST (ints[12]), LDTYPE (ints[14]: 2 = rotation, 1 = still), NGONAX,
+        # NDET; PHISTT/PHIEND (floats[36:38]), SCANAX (floats[38:41]), PHIRANGE (floats[47])
+        ints, floats = bt.ints, bt.floats
+        run = runs.get(run_id)
+        gon = run.goniometer if run is not None else None
+        ints[12] = int(run_id) + 1
+        ints[14] = 2 if gon is not None else 1
+        ints[17] = 1
+        ints[19] = 1
+        if gon is not None:
+            start = gon.start_deg + image * gon.increment_deg
+            floats[36], floats[37] = start, start + gon.increment_deg
+            for k, v in enumerate(np.asarray(gon.axis, float)[:3]):
+                floats[38 + k] = float(v)
+            floats[47] = gon.increment_deg
         mtz.batches.append(bt)
     mtz.update_reso()
     return mtz

@@ -226,6 +226,7 @@ class RunInfo:
     """Setting operator applied to the run's indices (hkl' = hkl @ R)."""
     rotation: bool
     wavelength: float
+    goniometer: Goniometer | None = None
 
 
 @dataclass(eq=False)

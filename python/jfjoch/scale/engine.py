@@ -192,7 +192,7 @@ def scale_and_merge(
         cols["flags"].append(t.flags)
         runs.append(RunInfo(name=inp.name, run_id=inp.run_id, n_images=len(np.unique(t.image)),
                             batch_offset=k * step, reindex=R, rotation=inp.is_rotation,
-                            wavelength=float(inp.wavelength)))
+                            wavelength=float(inp.wavelength), goniometer=inp.goniometer))
     run = np.concatenate(cols["run"])
     image = np.concatenate(cols["image"])
     hkl = np.concatenate(cols["hkl"])
@@ -500,8 +500,9 @@ def scale_and_merge(
                 break
         # ---- error model and rejection after the round
         K, _ = model_factor(fs, q, s2_f, g, B)
-        x = I_f / K
-        sx = np.sqrt(var_f) / K
+        with np.errstate(invalid="ignore", divide="ignore"):  # inactive fulls may have K = 0
+            x = I_f / K
+            sx = np.sqrt(var_f) / K
         a_idx = np.flatnonzero(full_active)
         error_model = fit_error_model(ref_f[a_idx], x[a_idx], sx[a_idx], n_ref, start=error_model)
         sxe = _error_sigma(error_model, ref_f, x, sx, full_active, n_ref)
