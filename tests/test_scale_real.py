@@ -114,3 +114,37 @@ def test_real_data_statistics_equal_cctbx(hewl_run):
     compare(as_stats(js["overall"]), theirs["overall"])
     for a, b in zip(js["shells"], theirs["shells"]):
         compare(as_stats(a), b, cc_tol=shell_cc_tolerance(a["n_obs"] - a["n_unique"]))
+
+
+def test_real_data_statistics_equal_slow_reference(hewl_run):
+    """An obvious per-reflection Python implementation of the statistics (tests/test_scale_stats.py),
+    fed from our _unmerged.mtz read by gemmi (its ISYM undone by gemmi), gives the figures we printed;
+    completeness from gemmi.count_reflections."""
+    from .test_scale_stats import _reference_statistics
+
+    src, out = hewl_run
+    mtz = gemmi.read_mtz_file(f"{out}_unmerged.mtz")
+    mtz.switch_to_original_hkl()
+    a = np.array(mtz, copy=False)
+    labels = [c.label for c in mtz.columns]
+    hkl = np.rint(a[:, :3]).astype(int)
+    asu = gemmi.ReciprocalAsu(mtz.spacegroup)
+    ops = mtz.spacegroup.operations()
+    keys = {}
+    ref = np.array([keys.setdefault(tuple(asu.to_asu(h, ops)[0]), len(keys)) for h in hkl.tolist()])
+    uc = mtz.cell
+    dstar_sq = np.zeros(len(keys))
+    for h, k in keys.items():
+        dstar_sq[k] = 1 / uc.calculate_d(list(h)) ** 2
+
+    def possible(d_max, d_min):
+        return gemmi.count_reflections(uc, mtz.spacegroup, d_min * (1 - 1e-9), d_max * (1 + 1e-9), True)
+
+    slow = _reference_statistics(ref, a[:, labels.index("I")].astype(float), a[:, labels.index("SIGI")].astype(float),
+                                 dstar_sq, 10, np.random.default_rng(5), possible)
+    js = json.loads(Path(f"{out}_merging_stats.json").read_text())
+    for ours, r in zip(js["shells"], slow):
+        for k in ("n_obs", "n_unique", "multiplicity", "completeness", "i_over_sigma", "r_meas", "r_pim", "d_max",
+                  "d_min"):
+            assert ours[k] == pytest.approx(r[k], rel=1e-3), (k, ours[k], r[k])
+        assert abs(ours["cc_half"] - r["cc_half"]) <= shell_cc_tolerance(r["pairs"])

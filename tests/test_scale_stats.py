@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from jfjoch.io.reflections import unmerged_mtz_statistics
-from jfjoch.scale.stats import merging_statistics, resolution_estimate, shell_limits
+from jfjoch.scale.stats import merging_statistics, resolution_estimate
 
 from .conftest import shared
 
@@ -45,12 +45,21 @@ def test_statistics_equal_cctbx_recorded():
         compare(s, r, cc_tol=shell_cc_tolerance(s.n_obs - s.n_unique))
 
 
-def _reference_statistics(ref, x, sx, dstar_sq, n_shells, rng):
-    """Slow, obvious statistics: one Python loop per reflection (definitions of docs/scaling.md)."""
+def _reference_limits(d2: list[float], n: int) -> list[float]:
+    """Equal volume in d*³ between the smallest and largest d*² (widened by 1e-6 of the range)."""
+    lo, hi = min(d2), max(d2)
+    tol = (hi - lo) * 1e-6
+    lo, hi = lo - tol, hi + tol
+    return [(lo**1.5 + (hi**1.5 - lo**1.5) * i / n) ** (2 / 3) for i in range(n + 1)]
+
+
+def _reference_statistics(ref, x, sx, dstar_sq, n_shells, rng, possible=None):
+    """Slow, obvious statistics: one Python loop per reflection (definitions of docs/scaling.md).
+    possible(d_max, d_min) -> number of possible reflections (completeness), when given."""
     groups: dict[int, list[int]] = {}
     for j, r in enumerate(ref.tolist()):
         groups.setdefault(r, []).append(j)
-    lim = shell_limits(np.array([dstar_sq[r] for r in groups]), n_shells)
+    lim = _reference_limits([dstar_sq[r] for r in groups], n_shells)
     out = []
     for s in range(n_shells):
         lo, hi = lim[s], lim[s + 1]
@@ -82,9 +91,13 @@ def _reference_statistics(ref, x, sx, dstar_sq, n_shells, rng):
             else:
                 sig = math.sqrt(1 / w[0])
             ios.append(mean / sig)
-        out.append({"n_obs": n_obs, "n_unique": n_uni, "multiplicity": n_obs / n_uni, "r_meas": num_meas / den,
-                    "r_pim": num_pim / den, "i_over_sigma": float(np.mean(ios)),
-                    "cc_half": float(np.corrcoef(h1, h2)[0, 1]), "pairs": len(h1)})
+        row = {"n_obs": n_obs, "n_unique": n_uni, "multiplicity": n_obs / n_uni, "r_meas": num_meas / den,
+               "r_pim": num_pim / den, "i_over_sigma": float(np.mean(ios)),
+               "cc_half": float(np.corrcoef(h1, h2)[0, 1]), "pairs": len(h1),
+               "d_max": 1 / math.sqrt(lo), "d_min": 1 / math.sqrt(hi)}
+        if possible is not None:
+            row["completeness"] = 100.0 * min(n_uni / possible(1 / math.sqrt(lo), 1 / math.sqrt(hi)), 1.0)
+        out.append(row)
     return out
 
 
