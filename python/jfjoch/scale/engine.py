@@ -316,10 +316,9 @@ def scale_and_merge(
             "unit_key": uu,
         })
         if len(uu) > 1:
-            notes.append(
-                "indexing ambiguity (" + ", ".join(amb_info["operators"][1:]) + "): "
-                + ", ".join(f"{c} {'units'} on {o}" for c, o in zip(amb_info["counts"], amb_info["operators"]))
-            )
+            per_op = zip(amb_info["counts"], amb_info["operators"])
+            notes.append("indexing ambiguity (" + ", ".join(amb_info["operators"][1:]) + "): "
+                         + ", ".join(f"{c} {amb_info['unit']}s on {o}" for c, o in per_op))
     timing["ambiguity"] = time.perf_counter() - t1
 
     # ---------------------------------------------------------------- ASU, fulls
@@ -634,14 +633,6 @@ def scale_and_merge(
 
 
 # -------------------------------------------------------------------------------------------------------
-def _d_spacings(uc: gemmi.UnitCell, hkl: np.ndarray) -> np.ndarray:
-    """d (Å) of each index, computed once per distinct index."""
-    if not len(hkl):
-        return np.zeros(0)
-    uh, inv = np.unique(pack(hkl), return_inverse=True)
-    return uc.calculate_d_array(np.ascontiguousarray(unpack(uh), np.int32))[inv]
-
-
 def _cellstr(c) -> str:
     return "(" + ", ".join(f"{v:.2f}" for v in c) + ")"
 
