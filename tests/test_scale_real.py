@@ -148,3 +148,21 @@ def test_real_data_statistics_equal_slow_reference(hewl_run):
                   "d_min"):
             assert ours[k] == pytest.approx(r[k], rel=1e-3), (k, ours[k], r[k])
         assert abs(ours["cc_half"] - r["cc_half"]) <= shell_cc_tolerance(r["pairs"])
+
+
+@pytest.mark.skipif(not _cctbx_available(), reason="cctbx (Debian python3-dials) not installed")
+def test_merged_files_open_in_cctbx(hewl_run):
+    """cctbx reads our merged MTZ as merged intensities (IMEAN) in P 43 21 2 with our cell."""
+    src, out = hewl_run
+    code = ("import sys, json\nfrom iotbx.reflection_file_reader import any_reflection_file\n"
+            "arrs = any_reflection_file(sys.argv[1]).as_miller_arrays()\n"
+            "a = [x for x in arrs if x.is_xray_intensity_array()][0]\n"
+            "print(json.dumps({'label': a.info().label_string(), 'unique': a.is_unique_set_under_symmetry(),"
+            " 'n': a.size(), 'sg': str(a.space_group_info()), 'cell': list(a.unit_cell().parameters())}))")
+    r = subprocess.run([SYSTEM_PYTHON, "-c", code, f"{out}.mtz"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    info = json.loads(r.stdout.strip().splitlines()[-1])
+    assert info["label"] == "IMEAN,SIGIMEAN" and info["unique"]
+    assert info["sg"].replace(" ", "") == "P43212"
+    assert info["n"] == gemmi.read_mtz_file(f"{out}.mtz").nreflections
+    assert info["cell"][0] == pytest.approx(79.33, abs=0.05)
