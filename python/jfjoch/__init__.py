@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from . import scale  # a callable subpackage: jfjoch.scale(paths, **options) and jfjoch.scale.<module>
 from .azint import AzimuthalIntegrator, AzimuthalProfile, azimuthal_integration
 from .errors import CorruptFrameError, InputError, JfjochError, ProcessingError, UsageError
 from .experiment import Beam, Crystal, Detector, Experiment, Goniometer
@@ -19,6 +20,7 @@ from .pipeline import process
 from .predict import Predicted, PredictionSettings, RotationPredictor, predict_still
 from .refine import RefineResult, RefineSettings, refine
 from .results import ImageResult, ImageSummary, IndexingSummary, IntegrationCounts, ProcessResult
+from .scale import ScaleInput, ScaleResult, scale_and_merge, write_scale_outputs
 from .spots import SpotFinder, SpotFinderSettings, SpotList, find_spots
 from .tables import ReflectionFlag, ReflectionTable, SpotTable
 
@@ -55,7 +57,9 @@ __all__ = [
     "ReflectionFlag",
     "ReflectionTable",
     "RotationPredictor",
+    "ScaleInput",
     "ScaleOptions",
+    "ScaleResult",
     "SpotArrays",
     "SpotFinder",
     "SpotFinderSettings",
@@ -71,4 +75,7 @@ __all__ = [
     "predict_still",
     "process",
     "refine",
+    "scale",
+    "scale_and_merge",
+    "write_scale_outputs",
 ]
