@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import CorruptFrameError, InputError, ProcessingError, UsageError
+from .errors import CorruptFrameError, InputError, JfjochError, ProcessingError, UsageError
 from .experiment import Experiment
 from .integrate import DEFAULT_RADII, IntegrationSettings
 from .options import ProcessOptions
@@ -165,7 +165,7 @@ def process(
     base = options or ProcessOptions()
     opts = ProcessOptions.from_kwargs(**{**base.as_dict(), **overrides}).validate()
     if opts.refine == "pixelrefine":
-        raise UsageError("-r pixelrefine is not available yet (it comes with scaling and merging)")
+        raise UsageError("-r pixelrefine is not available in this version")
     t_start = time.perf_counter()
     timing: dict[str, float] = {}
     progress = progress or (lambda stage, done, total: None)
@@ -224,13 +224,30 @@ def process(
                     summary.space_group = exp_in.space_group
             result = ProcessResult(experiment=plan.experiment, images=images, q=worker.azint.q, indexing=summary,
                                    timing=timing, input_experiment=exp_in)  # fmt: skip
+            scale_error = None
+            if opts.merging:
+                t0 = time.perf_counter()
+                try:
+                    result.scaling = _scale(result, writer, opts, master_path, progress)
+                except JfjochError as e:  # the integration results are still written
+                    scale_error = e
+                timing["scaling"] = time.perf_counter() - t0
             if writer is not None:
                 t0 = time.perf_counter()
                 n_angles = max(numbers) + 1
                 result.output_path = str(writer.finish(experiment=plan.experiment, q=worker.azint.q,
                                                        indexing=summary, timing=timing, input_experiment=exp_in,
-                                                       n_angles=n_angles))  # fmt: skip
+                                                       n_angles=n_angles, scaling=result.scaling))  # fmt: skip
                 timing["write"] = time.perf_counter() - t0
+                if result.scaling is not None:
+                    from .scale import write_scale_outputs
+
+                    t0 = time.perf_counter()
+                    result.scaled_paths = [str(p) for p in write_scale_outputs(result.scaling, opts.output_prefix,
+                                                                               opts)]  # fmt: skip
+                    timing["write_merged"] = time.perf_counter() - t0
+            if scale_error is not None:
+                raise scale_error
         except BaseException:
             if writer is not None:
                 writer.abort()
@@ -241,6 +258,51 @@ def process(
         where = f" ({result.output_path} records why)" if result.output_path else ""
         raise ProcessingError(f"no image could be read: {failed[0].error}{where}")
     return result
+
+
+_POINT_GROUP_OF_BRAVAIS = {"aP": 1, "mP": 3, "mC": 5, "oP": 16, "oC": 21, "oI": 23, "oF": 22, "tP": 89, "tI": 97,
+                           "hP": 177, "hR": 155, "cP": 207, "cI": 211, "cF": 209}  # fmt: skip
+"""Without -S: the highest-symmetry point group of the lattice, as its symmorphic space group (SPEC)."""
+
+
+def _scale(result: ProcessResult, writer, opts: ProcessOptions, master_path, progress):
+    """Scale and merge the run's integrated observations (read back from the file being written)."""
+    from .scale import ScaleInput
+    from .scale.data import ImageStats
+    from .tables import ReflectionTable
+
+    if writer is None:
+        raise UsageError("-M needs the _process.h5 output (write=False was given)")
+    table: ReflectionTable = writer.read_reflections()
+    if not len(table):
+        raise ProcessingError("nothing to merge: no image was indexed and integrated")
+    e = result.experiment
+    sg = e.space_group or result.indexing.space_group
+    if sg is None:
+        sg = _POINT_GROUP_OF_BRAVAIS.get(result.indexing.bravais or "", 1)
+        lattice = result.indexing.bravais or "aP"
+        result.indexing.notes.append(f"no space group given (-S): merging in {_sg_symbol(sg)}, the highest "
+                                     f"point-group symmetry of the {lattice} lattice")  # fmt: skip
+    if result.indexing.rotation_lattice is not None and e.unit_cell is not None:
+        cell = tuple(float(c) for c in e.unit_cell)
+    else:
+        mc = result.mean_cell()
+        cell = tuple(float(c) for c in mc[0]) if mc is not None else tuple(e.unit_cell)
+    ims = result.images
+    inp = ScaleInput(reflections=table, cell=cell, space_group=int(sg), wavelength=float(e.beam.wavelength_A),
+                     goniometer=e.goniometer if result.indexing.rotation_lattice is not None else None, run_id=0,
+                     name=str(master_path),
+                     image_stats=ImageStats(image=[im.number for im in ims], n_spots=[im.n_spots for im in ims],
+                                            indexed=[im.indexed for im in ims]))  # fmt: skip
+    from .scale import scale_and_merge
+
+    return scale_and_merge([inp], opts, progress=progress)
+
+
+def _sg_symbol(number: int) -> str:
+    import gemmi
+
+    return gemmi.find_spacegroup_by_number(int(number)).hm
 
 
 def _worker_count(threads: int, notes: list[str]) -> int:

@@ -164,7 +164,9 @@ class ProcessResult:
     reflections: ReflectionTable | None = None
     """Integrated observations (when read back from a file, or with ``keep_reflections``)."""
     scaling: object | None = None
-    """Scaling and merging result when -M was asked for."""
+    """Scaling and merging result (:class:`jfjoch.scale.ScaleResult`) when -M was asked for."""
+    scaled_paths: list[str] = field(default_factory=list)
+    """Files written by the scaling (merged and unmerged reflections, statistics, report)."""
 
     @property
     def n_images(self) -> int:

@@ -60,6 +60,12 @@ def run(input_master: str, opts: ProcessOptions) -> ProcessResult:
             warnings.simplefilter("ignore" if not opts.verbose else "default")
             result = process(input_master, opts, progress=progress)
     print_summary(console, result, opts)
+    if result.scaling is not None:
+        from .scale import print_scaling_summary
+
+        print_scaling_summary(console, result.scaling, verbose=opts.verbose)
+        for path in result.scaled_paths:
+            console.print(f"wrote {path}")
     return result
 
 

@@ -345,10 +345,20 @@ class ProcessWriter:
             self._refl_buffer = []
         self._f.flush()
 
+    def read_reflections(self) -> ReflectionTable:
+        """Every observation written so far (the whole table, for scaling at the end of the run)."""
+        try:
+            self._flush()
+        except (OSError, RuntimeError, ValueError) as e:
+            self._fail(e)
+        g = self._f["entry/reflections"]
+        return ReflectionTable(**{k: g[k][()] for k in ReflectionTable.DTYPES})
+
     # ------------------------------------------------------------------------------------ finish
     def finish(self, *, experiment, q: np.ndarray | None, indexing: IndexingSummary, timing: dict,
-               input_experiment=None, n_angles: int = 2) -> Path:  # fmt: skip
-        """Write the run-level groups (refined geometry, indexing, q, timing), close and rename."""
+               input_experiment=None, n_angles: int = 2, scaling=None) -> Path:  # fmt: skip
+        """Write the run-level groups (refined geometry, indexing, q, timing and, when merging, /entry/scaling),
+        close and rename."""
         try:
             self._flush()
             mask = experiment.detector.mask
@@ -388,6 +398,10 @@ class ProcessWriter:
                 g.attrs["beam_center_x"] = bx
                 g.attrs["beam_center_y"] = by
                 g.attrs["detector_distance_mm"] = dist
+            if scaling is not None:
+                from .scaling_h5 import write_scaling_group
+
+                write_scaling_group(e.require_group("scaling"), scaling)
             proc = e["processing"]
             for k, v in timing.items():
                 proc.attrs[f"time_{k}_s"] = float(v)
