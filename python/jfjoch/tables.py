@@ -125,6 +125,9 @@ class ReflectionFlag(enum.IntFlag):
     """Rotation: the reflection's rocking curve extends beyond this image (partiality < 0.99)."""
     INDEXED_SPOT = 1 << 17
     """A spot found on this image was indexed to this reflection."""
+    NEAR_SPINDLE = 1 << 18
+    """Rotation: zeta = 1/L below 0.05 (the reflection lies near the rotation axis): its rocking curve spans
+    many degrees and neither its partiality nor its Lorentz factor can be trusted; merging leaves it out."""
 
 
 @dataclass(frozen=True, eq=False)

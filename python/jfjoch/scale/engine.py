@@ -217,6 +217,9 @@ def scale_and_merge(
     saturated = valid & ((flags & int(ReflectionFlag.SATURATED)) != 0)
     drop(saturated, "saturated")
     valid &= ~saturated
+    near_axis = valid & ((flags & int(ReflectionFlag.NEAR_SPINDLE)) != 0)
+    drop(near_axis, "near_spindle")
+    valid &= ~near_axis
     # per distinct index once (tens of thousands instead of millions of rows)
     hkey, hinv = np.unique(pack(hkl), return_inverse=True)
     uh = unpack(hkey)
