@@ -22,6 +22,7 @@ BG_CLIP_FLOOR = 1.0  # photons: the clip threshold uses sqrt(max(mean, 1))
 FIT_MAX_ITERATIONS = 20
 FIT_TOLERANCE = 1e-3  # in units of the fit's sigma
 VARIANCE_FLOOR = 1e-6  # photons
+FIT_MAX_EXTRAPOLATION = 100.0  # a secant step may be at most this many plain steps
 
 
 # ---------------------------------------------------------------- synthetic data
@@ -347,6 +348,7 @@ def reference_integrate(
         I = I_sum[i]
         ok = False
         den = sum_pv = 0.0
+        I_prev = g_prev = None
         for _ in range(FIT_MAX_ITERATIONS):
             v = np.maximum(bg + max(I, 0.0) * pu, VARIANCE_FLOOR)
             num = (pu * (cu - bg) / v).sum()
@@ -354,12 +356,19 @@ def reference_integrate(
             sum_pv = (pu / v).sum()
             if not den > 0:
                 break
-            I_new = num / den
-            done = abs(I_new - I) <= FIT_TOLERANCE * math.sqrt(1.0 / den)
-            I = I_new
-            if done:
+            F = num / den
+            g = F - I
+            if abs(g) <= FIT_TOLERANCE * math.sqrt(1.0 / den):
+                I = F
                 ok = True
                 break
+            step = g  # plain re-weighting, or the secant step on g(I) = F(I) - I
+            if I_prev is not None and g != g_prev:
+                sec = -g * (I - I_prev) / (g - g_prev)
+                if sec * g > 0 and abs(sec) <= FIT_MAX_EXTRAPOLATION * abs(g):
+                    step = sec
+            I_prev, g_prev = I, g
+            I += step
         if not ok:
             flags[i] |= Flag.PROFILE_FAILED
             continue
