@@ -179,7 +179,8 @@ def _disc_pixels(x, y, r1):
 
 def _finalize(s, c, r1, o):
     """Learned profile from per-cell sums and counts: 3x3 normalised convolution with the binomial kernel
-    (1 2 1)x(1 2 1), empty cells filled from their non-empty 8-neighbours (repeatedly); values keep their sign
+    (1 2 1)x(1 2 1), empty cells within H + 1 cells of the centre filled from their non-empty 8-neighbours
+    (repeatedly; the corners are never read and stay 0); values keep their sign
     (noise in the tails averages out). Returns (profile, sigma_p)."""
     g = s.shape[0]
     k = np.array([1.0, 2.0, 1.0])
@@ -198,13 +199,15 @@ def _finalize(s, c, r1, o):
             if cc > 0:
                 val[v, u] = ss / cc
                 have[v, u] = True
+    h = (g - 1) // 2
+    in_use = np.add.outer((np.arange(g) - h) ** 2, (np.arange(g) - h) ** 2) <= (h + 1) ** 2  # [v, u]
     for _ in range(g):
-        if have.all():
+        if (have | ~in_use).all():
             break
         new_val, new_have = val.copy(), have.copy()
         for v in range(g):
             for u in range(g):
-                if have[v, u]:
+                if have[v, u] or not in_use[v, u]:
                     continue
                 tot, m = 0.0, 0
                 for dv in (-1, 0, 1):
@@ -217,7 +220,6 @@ def _finalize(s, c, r1, o):
                     new_val[v, u] = tot / m
                     new_have[v, u] = True
         val, have = new_val, new_have
-    h = (g - 1) // 2
     off = (np.arange(g) - h) / o
     ox, oy = np.meshgrid(off, off)
     inside = ox * ox + oy * oy <= r1 * r1

@@ -154,8 +154,11 @@ void integrate_detail::finalize_profiles(const Job& job, const std::vector<int64
             gcount[c] += cell_count[g * cells + c];
         }
     const int64_t n_total = ref_offsets[ng];
+    bool need_global = false; // only when a group has too few references of its own
+    for (size_t g = 0; g < ng; ++g)
+        need_global = need_global || ref_offsets[g + 1] - ref_offsets[g] < s.profile_min_reflections;
     double global_width = NAN;
-    if (n_total >= s.profile_min_reflections)
+    if (need_global && n_total >= s.profile_min_reflections)
         global_width = integrate_impl::finalize_profile(gsum.data(), gcount.data(), p, gval.data(),
                                                         tmp.data(), have.data(), have_tmp.data());
     for (size_t g = 0; g < ng; ++g) {

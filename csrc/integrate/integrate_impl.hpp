@@ -343,7 +343,8 @@ JFJOCH_HD void accumulate_one(const ImageView& im, const Params& p, double x, do
 /// Finalize one profile from its cell sums and counts (G * G each; scratch: val, tmp of G * G doubles and
 /// have, have_tmp of G * G bytes). val receives the profile: the count-weighted 3 x 3 binomial smoothing
 /// val = sum_k w_k S_k / sum_k w_k N_k (w = (1 2 1) x (1 2 1)); cells still empty are filled with the mean of
-/// their non-empty 8-neighbours, repeatedly (Jacobi passes, at most G). Values keep their sign: clamping the
+/// their non-empty 8-neighbours, repeatedly (Jacobi passes, at most G; only cells within H + 1 cells of the
+/// centre, the others are never read and stay 0). Values keep their sign: clamping the
 /// noise of the tails at 0 would move ~1 % of the normalisation out of the fit aperture. Returns
 /// sigma_p = sqrt(sum val |o|^2 / (2 sum val)) over the cells with |o| <= r1 (pixels); NaN unless both sums
 /// are > 0.
@@ -367,10 +368,17 @@ JFJOCH_HD double finalize_profile(const double* sum, const int32_t* count, const
             val[v * G + u] = h ? ss / cc : 0.0;
             have[v * G + u] = h;
         }
+    // Only cells within H + 1 cells of the centre are ever read (bilinear reads at offsets <= r1); the
+    // corners beyond stay 0 instead of being filled.
+    const int32_t reach_sq = (p.half + 1) * (p.half + 1);
+    auto in_use = [&](int32_t u, int32_t v) {
+        return (u - p.half) * (u - p.half) + (v - p.half) * (v - p.half) <= reach_sq;
+    };
     for (int32_t pass = 0; pass < G; ++pass) {
         bool complete = true;
-        for (int32_t c = 0; c < G * G; ++c)
-            complete = complete && have[c];
+        for (int32_t v = 0; v < G; ++v)
+            for (int32_t u = 0; u < G; ++u)
+                complete = complete && (have[v * G + u] || !in_use(u, v));
         if (complete)
             break;
         for (int32_t v = 0; v < G; ++v)
@@ -378,7 +386,7 @@ JFJOCH_HD double finalize_profile(const double* sum, const int32_t* count, const
                 const int32_t c = v * G + u;
                 tmp[c] = val[c];
                 have_tmp[c] = have[c];
-                if (have[c])
+                if (have[c] || !in_use(u, v))
                     continue;
                 double tot = 0.0;
                 int32_t m = 0;
