@@ -105,15 +105,16 @@ def numpy_summation(img, mask, sat, x, y, s: IntegrationKernelSettings):
     return I, sigma, bg, dropped
 
 
-def timed(fn, repeat: int) -> float:
-    """Median wall time of `repeat` calls (after one warm-up call), seconds."""
+def timed(fn, repeat: int) -> tuple[float, float]:
+    """(median, minimum) wall time of `repeat` calls after one warm-up call, seconds. On a shared machine the
+    minimum is the better estimate of the kernel's own cost."""
     fn()
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return statistics.median(times), min(times)
 
 
 def threaded_rate(fn, threads: int, frames_per_thread: int) -> float:
@@ -155,8 +156,8 @@ def main() -> None:
     res = run_prf()
     summed = (res.flags & Flag.SUMMED) != 0
     fitted = (res.flags & Flag.PROFILE_FITTED) != 0
-    t_sum = timed(run_sum, args.repeat)
-    t_prf = timed(run_prf, args.repeat)
+    t_sum, t_sum_min = timed(run_sum, args.repeat)
+    t_prf, t_prf_min = timed(run_prf, args.repeat)
     rate_sum = threaded_rate(run_sum, args.threads, max(4, args.repeat // 2))
     rate_prf = threaded_rate(run_prf, args.threads, max(4, args.repeat // 2))
 
@@ -164,27 +165,32 @@ def main() -> None:
         f"frame {NX} x {NY}, {n} predictions ({summed.sum()} summed, {fitted.sum()} profile-fitted, "
         f"{int(res.profile_n_reference[0])} profile references), r1/r2/r3 = {s.r1}/{s.r2}/{s.r3} px"
     )
-    print(f"jfjoch summation, 1 thread            : {t_sum * 1e3:7.2f} ms/frame  {t_sum / n * 1e6:5.2f} us/reflection")
-    print(f"jfjoch summation + profile, 1 thread  : {t_prf * 1e3:7.2f} ms/frame  {t_prf / n * 1e6:5.2f} us/reflection")
-    print(f"jfjoch summation, {args.threads} threads           : {rate_sum:7.1f} frames/s")
-    print(f"jfjoch summation + profile, {args.threads} threads : {rate_prf:7.1f} frames/s")
+    for name, med, low in (("summation", t_sum, t_sum_min), ("summation + profile", t_prf, t_prf_min)):
+        print(
+            f"jfjoch {name + ', 1 thread':30s}: {med * 1e3:7.2f} ms/frame median ({low * 1e3:.2f} min), "
+            f"{med / n * 1e6:5.2f} us/reflection"
+        )
+    print(f"jfjoch {f'summation, {args.threads} threads':30s}: {rate_sum:7.1f} frames/s")
+    print(f"jfjoch {f'summation + profile, {args.threads} threads':30s}: {rate_prf:7.1f} frames/s")
 
     # baselines: the same algorithm in numpy, 3 repetitions (median)
     ref = numpy_summation(img, mask, SATURATION, x, y, s)
     agree = np.array_equal(np.isnan(ref[0]), np.isnan(res.I_sum)) and np.allclose(
         ref[0], res.I_sum, rtol=1e-9, equal_nan=True
     )
-    t_np = timed(lambda: numpy_summation(img, mask, SATURATION, x, y, s), args.reference_repeat)
+    t_np, _ = timed(lambda: numpy_summation(img, mask, SATURATION, x, y, s), args.reference_repeat)
     print(
-        f"numpy vectorised summation            : {t_np * 1e3:7.1f} ms/frame  -> jfjoch (1 thread) is "
-        f"{t_np / t_sum:6.1f}x faster  (same I_sum: {agree})"
+        f"numpy vectorised summation (median of {args.reference_repeat}): {t_np * 1e3:7.1f} ms/frame -> jfjoch "
+        f"(1 thread, median) is {t_np / t_sum:5.1f}x faster (same I_sum: {agree})"
     )
-    t_ref = timed(lambda: reference_integrate(img, mask, SATURATION, x, y, s.r1, s.r2, s.r3), args.reference_repeat)
+    t_ref, _ = timed(
+        lambda: reference_integrate(img, mask, SATURATION, x, y, s.r1, s.r2, s.r3), args.reference_repeat
+    )
     print(
-        f"numpy per-reflection reference, sum + profile: {t_ref * 1e3:7.0f} ms/frame  -> jfjoch (1 thread) is "
-        f"{t_ref / t_prf:6.0f}x faster"
+        f"numpy per-reflection reference, summation + profile (median of {args.reference_repeat}): "
+        f"{t_ref * 1e3:7.0f} ms/frame -> jfjoch (1 thread, median) is {t_ref / t_prf:5.0f}x faster"
     )
-    verdict = "met" if t_prf * 1e3 <= 10.0 else "NOT met"
+    verdict = "met" if t_prf * 1e3 <= 10.0 else "NOT met (median; a busy machine inflates it: see the minimum)"
     print(f"target <= 10 ms/frame for summation + profile on one core: {verdict}")
 
 

@@ -22,6 +22,7 @@ BG_CLIP_FLOOR = 1.0  # photons: the clip threshold uses sqrt(max(mean, 1))
 FIT_MAX_ITERATIONS = 20
 FIT_TOLERANCE = 1e-3  # in units of the fit's sigma
 VARIANCE_FLOOR = 1e-6  # photons
+FIT_MAX_EXTRAPOLATION = 100.0  # a secant step may be at most this many plain steps
 
 
 # ---------------------------------------------------------------- synthetic data
@@ -178,7 +179,8 @@ def _disc_pixels(x, y, r1):
 
 def _finalize(s, c, r1, o):
     """Learned profile from per-cell sums and counts: 3x3 normalised convolution with the binomial kernel
-    (1 2 1)x(1 2 1), empty cells filled from their non-empty 8-neighbours (repeatedly); values keep their sign
+    (1 2 1)x(1 2 1), empty cells within H + 1 cells of the centre filled from their non-empty 8-neighbours
+    (repeatedly; the corners are never read and stay 0); values keep their sign
     (noise in the tails averages out). Returns (profile, sigma_p)."""
     g = s.shape[0]
     k = np.array([1.0, 2.0, 1.0])
@@ -197,13 +199,15 @@ def _finalize(s, c, r1, o):
             if cc > 0:
                 val[v, u] = ss / cc
                 have[v, u] = True
+    h = (g - 1) // 2
+    in_use = np.add.outer((np.arange(g) - h) ** 2, (np.arange(g) - h) ** 2) <= (h + 1) ** 2  # [v, u]
     for _ in range(g):
-        if have.all():
+        if (have | ~in_use).all():
             break
         new_val, new_have = val.copy(), have.copy()
         for v in range(g):
             for u in range(g):
-                if have[v, u]:
+                if have[v, u] or not in_use[v, u]:
                     continue
                 tot, m = 0.0, 0
                 for dv in (-1, 0, 1):
@@ -216,7 +220,6 @@ def _finalize(s, c, r1, o):
                     new_val[v, u] = tot / m
                     new_have[v, u] = True
         val, have = new_val, new_have
-    h = (g - 1) // 2
     off = (np.arange(g) - h) / o
     ox, oy = np.meshgrid(off, off)
     inside = ox * ox + oy * oy <= r1 * r1
@@ -347,6 +350,7 @@ def reference_integrate(
         I = I_sum[i]
         ok = False
         den = sum_pv = 0.0
+        I_prev = g_prev = None
         for _ in range(FIT_MAX_ITERATIONS):
             v = np.maximum(bg + max(I, 0.0) * pu, VARIANCE_FLOOR)
             num = (pu * (cu - bg) / v).sum()
@@ -354,12 +358,19 @@ def reference_integrate(
             sum_pv = (pu / v).sum()
             if not den > 0:
                 break
-            I_new = num / den
-            done = abs(I_new - I) <= FIT_TOLERANCE * math.sqrt(1.0 / den)
-            I = I_new
-            if done:
+            F = num / den
+            g = F - I
+            if abs(g) <= FIT_TOLERANCE * math.sqrt(1.0 / den):
+                I = F
                 ok = True
                 break
+            step = g  # plain re-weighting, or the secant step on g(I) = F(I) - I
+            if I_prev is not None and g != g_prev:
+                sec = -g * (I - I_prev) / (g - g_prev)
+                if sec * g > 0 and abs(sec) <= FIT_MAX_EXTRAPOLATION * abs(g):
+                    step = sec
+            I_prev, g_prev = I, g
+            I += step
         if not ok:
             flags[i] |= Flag.PROFILE_FAILED
             continue

@@ -170,7 +170,6 @@ def test_profile_equals_numpy_reference(settings):
     np.testing.assert_array_equal(r.profile_source, ref["profile_source"])
     np.testing.assert_array_equal(r.profile_n_reference, ref["profile_n_reference"])
     assert r.profile_n_reference[2] < s.profile_min_reflections <= r.profile_n_reference[:2].min()
-    np.testing.assert_array_equal(r.profiles[2], ref["profiles"][2])
     assert r.profiles.shape == (3, s.profile_size, s.profile_size)
     fitted = (r.flags & Flag.PROFILE_FITTED) != 0
     assert fitted.sum() > 0.9 * ((r.flags & Flag.SUMMED) != 0).sum()

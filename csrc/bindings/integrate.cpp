@@ -35,13 +35,15 @@ py::dict integrate(const py::array& image, const py::object& mask, double satura
     const py::ssize_t ny = img.shape(0), nx = img.shape(1);
     if (nx < 1 || ny < 1)
         throw std::invalid_argument("image: empty");
-    CArray<uint8_t> m;
+    // mask: uint8 or bool (one byte, 0/1) read in place when C-contiguous, else copied once
+    py::array m;
     if (!mask.is_none()) {
-        const py::array ma = py::array::ensure(mask);
-        if (!ma || ma.ndim() != 2 || ma.shape(0) != ny || ma.shape(1) != nx ||
-            !(has_dtype(ma, py::dtype::of<uint8_t>()) || has_dtype(ma, py::dtype::of<bool>())))
+        m = py::array::ensure(mask);
+        if (!m || m.ndim() != 2 || m.shape(0) != ny || m.shape(1) != nx ||
+            !(has_dtype(m, py::dtype::of<uint8_t>()) || has_dtype(m, py::dtype::of<bool>())))
             throw std::invalid_argument("mask: expected a (ny, nx) uint8 or bool array matching the image");
-        m = CArray<uint8_t>::ensure(ma);
+        if (!(m.flags() & py::array::c_style))
+            m = CArray<uint8_t>::ensure(m);
     }
     const auto xs = coords(x, "x"), ys = coords(y, "y");
     if (xs.size() != ys.size())
@@ -86,7 +88,7 @@ py::dict integrate(const py::array& image, const py::object& mask, double satura
         out.profile_source[g] = kProfileNone;
     }
     const int32_t* ip = img.data();
-    const uint8_t* mp = mask.is_none() ? nullptr : m.data();
+    const uint8_t* mp = mask.is_none() ? nullptr : static_cast<const uint8_t*>(m.data());
     const double* xp = xs.data();
     const double* yp = ys.data();
     const int32_t* gp = group.is_none() ? nullptr : grp.data();

@@ -130,9 +130,11 @@ void integrate_detail::select_references(const Job& job, const IntegrationOutput
         offsets[g] += offsets[g - 1];
     indices.assign(size_t(offsets.back()), 0);
     std::vector<int64_t> fill(offsets.begin(), offsets.end() - 1);
-    for (int64_t i = 0; i < job.n; ++i)
+    for (int64_t k = 0; k < job.n; ++k) { // visiting order: neighbouring references read neighbouring rows
+        const int32_t i = job.order[k];
         if (integrate_impl::is_reference(out.flags[i], out.I_sum[i], out.sigma_sum[i], min_isigma))
-            indices[size_t(fill[size_t(job.group[i])]++)] = int32_t(i);
+            indices[size_t(fill[size_t(job.group[i])]++)] = i;
+    }
 }
 
 void integrate_detail::finalize_profiles(const Job& job, const std::vector<int64_t>& ref_offsets,
@@ -154,8 +156,11 @@ void integrate_detail::finalize_profiles(const Job& job, const std::vector<int64
             gcount[c] += cell_count[g * cells + c];
         }
     const int64_t n_total = ref_offsets[ng];
+    bool need_global = false; // only when a group has too few references of its own
+    for (size_t g = 0; g < ng; ++g)
+        need_global = need_global || ref_offsets[g + 1] - ref_offsets[g] < s.profile_min_reflections;
     double global_width = NAN;
-    if (n_total >= s.profile_min_reflections)
+    if (need_global && n_total >= s.profile_min_reflections)
         global_width = integrate_impl::finalize_profile(gsum.data(), gcount.data(), p, gval.data(),
                                                         tmp.data(), have.data(), have_tmp.data());
     for (size_t g = 0; g < ng; ++g) {

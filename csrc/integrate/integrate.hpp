@@ -137,8 +137,8 @@ void build_neighbours(const double* x, const double* y, int64_t n, int64_t nx, i
 void spatial_order(const double* x, const double* y, int64_t n, int64_t nx, int64_t ny, double r3,
                    std::vector<int32_t>& order);
 
-/// After the summation: the profile references of each group (integrate_impl::is_reference), ascending, as
-/// CSR over the n_groups groups (offsets: n_groups + 1).
+/// After the summation: the profile references of each group (integrate_impl::is_reference) in visiting order
+/// (`order`), as CSR over the n_groups groups (offsets: n_groups + 1). The cell sums add in this order.
 void select_references(const Job& job, const IntegrationOutput& out, std::vector<int64_t>& offsets,
                        std::vector<int32_t>& indices);
 

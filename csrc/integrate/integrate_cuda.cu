@@ -2,7 +2,7 @@
 // same JFJOCH_HD functions the CPU backend runs (integrate_impl.hpp); the host steps between the kernels
 // (reference selection, profile finalization) are the shared ones of integrate.cpp.
 //  1. summation: one thread per reflection;
-//  2. profile accumulation: one block per group, looping over the group's references in index order with
+//  2. profile accumulation: one block per group, looping over the group's references in list order with
 //     __syncthreads() between them; the lanes of a block split one reference's pixels, each cell being
 //     written by one lane only, so every cell sums in the same order as on the CPU (deterministic);
 //  3. profile fit: one thread per reflection.

@@ -82,14 +82,14 @@ class ProfileSource:
 
 
 DEFAULT_RADII = (5.5, 7.5, 9.5)
-"""Default (r1, r2, r3), pixels. Evidence (shared/data/hewl_stills1, all 100 images, all truth reflections
-integrated at their true positions, 48 900 with >= 20 photons; docs/integration_kernel.md has the table):
-the spots have tails, and the summed fraction of the truth photons (median, >= 100 photons) is 0.944 /
-0.967 / 0.977 / 0.981 / 0.985 for r1 = 3 / 4 / 5 / 5.5 / 6 px (annulus r1+2..r1+4). The photons outside
-the disc also inflate (I - true)/sigma: its SD (>= 20 photons) is 2.62 / 1.72 / 1.29 / 1.18 / 1.12, while
-the RMS error of weak spots (20..100 photons) is 16.6 / 13.5 / 12.7 / 13.3 / 15.0 photons. r1 = 5.5 keeps
-the error honest with margin (the acceptance bar is 0.8..1.3) at 5 % more noise than the most precise
-r1 = 5; the annulus follows the one-value rule (r1 + 2, r1 + 4)."""
+"""Default (r1, r2, r3), pixels. Evidence (shared/data/hewl_stills1, all 100 images, every truth reflection
+integrated at its true position, 48 900 with >= 20 photons; table in docs/integration_kernel.md): the spots
+have tails, so the median I_sum/true (>= 100 photons) is 0.943 / 0.966 / 0.977 / 0.981 / 0.985 for
+r1 = 3 / 4 / 5 / 5.5 / 6 px (annulus r1+2..r1+4), and the photons left outside the disc inflate
+(I - true)/sigma: its SD (>= 20 photons) is 2.60 / 1.70 / 1.29 / 1.18 / 1.12, while the RMS error of weak
+spots (20..100 photons) is 16.5 / 13.5 / 12.7 / 13.3 / 15.0 photons. r1 = 5.5 keeps that SD well inside the
+acceptance bar 0.8..1.3 at 5 % more noise than r1 = 5 (1.29, on the bar); the annulus follows the one-value
+rule (r1 + 2, r1 + 4)."""
 
 _BACKENDS = ("auto", "cpu", "cuda")
 _fallback_warned = threading.Event()
