@@ -377,5 +377,8 @@ def reference_integrate(
         flags[i] |= Flag.PROFILE_FITTED
         out["I_prf"][i] = I
         n_eff = sum_pv / den
-        out["sigma_prf"][i] = math.sqrt(1.0 / den + n_eff * n_eff * max(bg, 0.0) / nb)
+        v = np.maximum(bg + max(I, 0.0) * pu, VARIANCE_FLOOR)
+        chi2 = float((((cu - bg - I * pu) ** 2) / v).sum())
+        mismatch = chi2 / (len(pu) - 1) if len(pu) > 1 else 1.0
+        out["sigma_prf"][i] = math.sqrt(max(mismatch, 1.0) / den + n_eff * n_eff * max(bg, 0.0) / nb)
     return out

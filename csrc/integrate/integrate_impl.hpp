@@ -455,6 +455,14 @@ JFJOCH_HD void fit_terms(double pi, double c, double bg, double Ipos, double& nu
     sum_pv += pi / v;
 }
 
+/// One pixel's term of the fit's chi^2: (c - bg - I p)^2 / v with v = max(bg + max(I, 0) p, floor).
+JFJOCH_HD double chi2_term(double pi, double c, double bg, double I, double Ipos) {
+    double v = bg + Ipos * pi;
+    v = v > kVarianceFloor ? v : kVarianceFloor;
+    const double r = c - bg - I * pi;
+    return r * r / v;
+}
+
 /// Fit pixels kept in a per-thread buffer (more: the fit walks the disc each iteration instead).
 constexpr int32_t kFitBuffer = 160;
 
@@ -472,8 +480,10 @@ struct FitResult {
 /// 3 x 3 block around the nearest pixel, not saturated. Iteratively re-weighted least squares from I = I_sum:
 /// v_i = max(bg + max(I, 0) p_i, kVarianceFloor), F(I) = sum p_i (c_i - bg) / v_i / sum p_i^2 / v_i;
 /// converged when |F(I) - I| <= kFitTolerance / sqrt(sum p_i^2 / v_i) (then I = F(I)), else I moves to F(I)
-/// or by the secant step on F(I) - I (see below). sigma^2 = 1 / sum(p_i^2 / v_i) + n_eff^2 max(bg, 0) / n_bg
-/// with n_eff = sum(p_i / v_i) / sum(p_i^2 / v_i).
+/// or by the secant step on F(I) - I (see below). sigma^2 = m / sum(p_i^2 / v_i) + n_eff^2 max(bg, 0) / n_bg
+/// with n_eff = sum(p_i / v_i) / sum(p_i^2 / v_i) and m = max(1, chi^2 / (n_fit - 1)), chi^2 =
+/// sum (c_i - bg - I p_i)^2 / v_i at the solution: a spot the profile does not describe gets the larger error
+/// its misfit shows.
 JFJOCH_HD FitResult fit_one(const ImageView& im, const Params& p, const double* prof, double r_fit, double x,
                             double y, double I_sum, double bg, int32_t n_bg) {
     FitResult r{NAN, NAN, false};
@@ -543,8 +553,31 @@ JFJOCH_HD FitResult fit_one(const ImageView& im, const Params& p, const double* 
             I = F;
             const double n_eff = sum_pv / den;
             const double bgv = bg > 0.0 ? bg : 0.0;
+            // goodness of fit: a profile that does not describe this spot (chi^2 per degree of freedom > 1)
+            // makes the Poisson variance of the fit too small; it is scaled up by that factor
+            double chi2 = 0.0;
+            int64_t n_used = 0;
+            const double Iv = I > 0.0 ? I : 0.0;
+            if (buffered) {
+                for (int32_t k = 0; k < n_fit; ++k)
+                    chi2 += chi2_term(pbuf[k], double(cbuf[k]), bg, I, Iv);
+                n_used = n_fit;
+            } else {
+                for (int64_t row = w0; row <= w1; ++row)
+                    for (int64_t col = c0; col <= c1; ++col) {
+                        const double dx = double(col) - x, dy = double(row) - y;
+                        const double d2 = sq_dist(dx, dy);
+                        const int64_t idx = row * im.nx + col;
+                        if (d2 > r1sq || !is_fit_pixel(im, d2, rfsq, col - xc, row - yc, idx))
+                            continue;
+                        const double pv = profile_at(prof, p, dx, dy);
+                        chi2 += chi2_term((pv > 0.0 ? pv : 0.0) / norm, double(im.image[idx]), bg, I, Iv);
+                        ++n_used;
+                    }
+            }
+            const double mismatch = n_used > 1 ? chi2 / double(n_used - 1) : 1.0;
             r.I = I;
-            r.sigma = sqrt(1.0 / den + n_eff * n_eff * bgv / double(n_bg));
+            r.sigma = sqrt((mismatch > 1.0 ? mismatch : 1.0) / den + n_eff * n_eff * bgv / double(n_bg));
             r.ok = true;
             return r;
         }

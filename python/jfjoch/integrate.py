@@ -38,7 +38,7 @@ class IntegrationSettings:
     """Settings of the integration stage (plain, picklable)."""
 
     method: str = "sum"
-    """sum | profile | none."""
+    """sum | profile | none (the pipeline resolves --integration auto before it gets here)."""
     radii: tuple[float, float, float] = DEFAULT_RADII
     """Signal disc radius r1 and background annulus r2 < r <= r3 (px)."""
     profile_multiplier: float = 6.0
@@ -89,7 +89,7 @@ def integrate(
     mask = None if det.mask is None else np.ascontiguousarray(det.mask, np.uint8)
     sat = int(det.saturation) if det.saturation is not None else np.iinfo(np.int32).max
     group, n_groups = _groups(experiment, predicted.x, predicted.y, st.regions)
-    profile = st.method == "profile"
+    profile = st.method == "profile"  # ("auto" on one image: summation, as for stills)
     out = integrate_image(np.ascontiguousarray(image, np.int32), mask, sat, predicted.x, predicted.y, st.kernel(),
                           group=group, n_groups=n_groups, profile=profile, backend=st.backend)  # fmt: skip
     kflags = np.asarray(out.flags, np.uint32)

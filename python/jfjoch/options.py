@@ -49,7 +49,7 @@ __all__ = [
 
 INDEXING_ALGORITHMS = ("auto", "ffbidx", "fft", "fftw", "none")
 REFINE_MODES = ("none", "orientation", "beam_and_lattice", "pixelrefine")
-INTEGRATION_METHODS = ("sum", "profile", "none")
+INTEGRATION_METHODS = ("auto", "sum", "profile", "none")
 PARTIALITY_MODELS = ("fixed", "rot", "unity")
 SCALING_OUTPUTS = ("mtz", "cif", "txt")
 
@@ -521,11 +521,12 @@ class IntegrationOptions(Options):
         optional_none=False,
     )
     integration: str = opt(
-        "sum",
+        "auto",
         "--integration",
         panel="Integration",
         parse=choice(INTEGRATION_METHODS),
-        help="Intensity estimate: profile (2-D profile fitting) | sum (summation) | none.",
+        help="Intensity estimate: auto (profile fitting for rotation sweeps, summation for stills) | profile "
+        "(2-D profile fitting) | sum (summation) | none.",
         optional_none=False,
     )
     integration_radius: tuple[float, float, float] | None = opt(

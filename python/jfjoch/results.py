@@ -143,6 +143,8 @@ class IndexingSummary:
     """Rotation: the sweep refinement (rms_px, rms_angle_frames, n_used, mode, beam/distance shifts)."""
     mosaicity_deg: float | None = None
     """Rotation: the mosaicity (Gaussian sigma, degrees) used for the partialities."""
+    integration: str = "none"
+    """Intensity estimate used: sum | profile | none (--integration auto resolved)."""
 
 
 @dataclass

@@ -149,8 +149,8 @@ def print_summary(console: Console, r: ProcessResult, opts: ProcessOptions) -> N
         tot = r.integration_totals()
         if tot.predicted:
             console.print(
-                f"integration ({opts.integration}): {tot.predicted} predicted, {tot.integrated} integrated"
-                + (f" ({tot.profile_fitted} profile-fitted)" if opts.integration == "profile" else "")
+                f"integration ({r.indexing.integration}): {tot.predicted} predicted, {tot.integrated} integrated"
+                + (f" ({tot.profile_fitted} profile-fitted)" if r.indexing.integration == "profile" else "")
                 + f"; dropped: {tot.dropped_masked} masked pixel, {tot.dropped_background} too little background, "
                 f"{tot.dropped_edge} at the edge; flagged: {tot.overlapped} overlapping, {tot.saturated} saturated"
             )

@@ -373,6 +373,7 @@ class ProcessWriter:
             ix.attrs["algorithm"] = s.algorithm
             ix.attrs["backend"] = s.backend
             ix.attrs["mode"] = s.mode
+            ix.attrs["integration"] = s.integration
             if s.bravais:
                 ix.attrs["bravais_lattice"] = s.bravais
             if s.space_group:
