@@ -82,7 +82,7 @@ def test_write_is_atomic(tmp_path, monkeypatch):
         raise RuntimeError("interrupted")
 
     monkeypatch.setattr(mod, "write_experiment", boom)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(ProcessingError, match="interrupted"):
         write_process_h5(tmp_path / "out_process.h5", _result())
     assert list(tmp_path.iterdir()) == []
 
