@@ -10,4 +10,4 @@ if [ ! -f "$master" ]; then
   jfjoch_simulate example/sim --detector 1M --mode rotation --images 40 --seed 1
   master=example/sim_master.h5
 fi
-jfjoch_process "$master" -R -S 96 -N 2 -o example/hewl_rot1
+jfjoch_process "$master" -R -S 96 -M -P rot -N 2 -o example/hewl_rot1
