@@ -204,3 +204,258 @@ def test_api_misuse_raises_the_package_errors():
         jfjoch.process("x_master.h5", unit_cell="79.3,79.3,37.8,90,90")
     with pytest.raises(UsageError, match="unknown option"):
         jfjoch.process("x_master.h5", spot_sgima=3)
+
+
+# ======================================================================================================
+# Corpus (issue 7): bad inputs built on the fly from small synthetic masters and the shared data. Each case
+# asserts the exit code, one line naming the problem (field/option and file), no traceback without -v, no
+# temporary left and the inputs unchanged.
+# ======================================================================================================
+_DET = "/entry/instrument/detector"
+
+
+def _small_master(tmp_path, n: int = 3, **kw) -> Path:
+    from .test_nxmx import make_master
+
+    rng = np.random.default_rng(11)
+    return make_master(tmp_path, rng.poisson(0.5, (n, 40, 48)).astype(np.int32), **kw)
+
+
+def _set(f: h5py.File, path: str, value, units: str | None = None) -> None:
+    attrs = dict(f[path].attrs) if path in f else {}
+    if path in f:
+        del f[path]
+    f[path] = value
+    f[path].attrs.update(attrs)
+    if units is not None:
+        f[path].attrs["units"] = units
+
+
+def _inputs_digest(paths) -> dict:
+    return {str(p): _digest(p) for p in paths}
+
+
+def _refused(args, capsys, tmp_path, code: int, needles, inputs=()) -> str:
+    """Run jfjoch_process on ``args`` (an output prefix in tmp_path is added) and check the corpus rules."""
+    before = _inputs_digest(inputs)
+    got, out, err = _run([*args, "-o", tmp_path / "out"], capsys)
+    assert got == code, (got, out, err)
+    line = _one_line(err)
+    for n in needles:
+        assert str(n) in line, (n, line)
+    assert not (tmp_path / "out_process.h5").exists() or code == 0
+    _no_temporaries(tmp_path)
+    assert _inputs_digest(inputs) == before
+    return line
+
+
+# --- geometry fields of every kind (item 4) -------------------------------------------------------------
+_GEOMETRY_CASES = {
+    # id: (dataset path, value, units or None, what the message names)
+    "distance zero": (f"{_DET}/detector_distance", 0.0, "m", "detector_distance"),
+    "distance negative": (f"{_DET}/detector_distance", -0.08, "m", "detector_distance"),
+    "distance nan": (f"{_DET}/detector_distance", np.nan, "m", "detector_distance"),
+    "distance inf": (f"{_DET}/detector_distance", np.inf, "m", "detector_distance"),
+    "distance text": (f"{_DET}/detector_distance", "far", None, "detector_distance"),
+    "wavelength zero": ("/entry/instrument/beam/incident_wavelength", 0.0, "angstrom", "incident_wavelength"),
+    "wavelength negative": ("/entry/instrument/beam/incident_wavelength", -1.0, "angstrom", "incident_wavelength"),
+    "wavelength nan": ("/entry/instrument/beam/incident_wavelength", np.nan, "angstrom", "incident_wavelength"),
+    "wavelength inf": ("/entry/instrument/beam/incident_wavelength", np.inf, "angstrom", "incident_wavelength"),
+    "wavelength units": ("/entry/instrument/beam/incident_wavelength", 1.0, "furlong", "incident_wavelength"),
+    "beam x nan": (f"{_DET}/beam_center_x", np.nan, "pixel", "beam_center_x"),
+    "beam x inf": (f"{_DET}/beam_center_x", -np.inf, "pixel", "beam_center_x"),
+    "beam y nan": (f"{_DET}/beam_center_y", np.nan, "pixel", "beam_center_y"),
+    "beam y empty": (f"{_DET}/beam_center_y", np.zeros(0), "pixel", "beam_center_y"),
+    "pixel x nan": (f"{_DET}/x_pixel_size", np.nan, "m", "x_pixel_size"),
+    "pixel x zero": (f"{_DET}/x_pixel_size", 0.0, "m", "x_pixel_size"),
+    "pixel x negative": (f"{_DET}/x_pixel_size", -7.5e-5, "m", "x_pixel_size"),
+    "pixel y nan": (f"{_DET}/y_pixel_size", np.nan, "m", "y_pixel_size"),
+    "cell nan": ("/entry/sample/unit_cell", [50.0, np.nan, 70.0, 90.0, 95.0, 90.0], None, "unit_cell"),
+    "cell inf": ("/entry/sample/unit_cell", [50.0, 60.0, 70.0, 90.0, np.inf, 90.0], None, "unit_cell"),
+    "cell five": ("/entry/sample/unit_cell", [50.0, 60.0, 70.0, 90.0, 95.0], None, "unit_cell"),
+    "cell negative": ("/entry/sample/unit_cell", [50.0, -60.0, 70.0, 90.0, 95.0, 90.0], None, "unit_cell"),
+    "cell angles": ("/entry/sample/unit_cell", [50.0, 60.0, 70.0, 10.0, 10.0, 170.0], None, "unit_cell"),
+    "space group": ("/entry/sample/space_group", "P 7 7 7", None, "space group"),
+    "space group 0": ("/entry/sample/space_group", 0, None, "space_group"),
+    "space group 231": ("/entry/sample/space_group", 231, None, "space_group"),
+    "saturation nan": (f"{_DET}/saturation_value", np.nan, None, "saturation_value"),
+    "saturation negative": (f"{_DET}/saturation_value", -5, None, "saturation_value"),
+    "polarisation": ("/entry/instrument/beam/incident_polarisation_fraction", 2.0, None, "polarisation"),
+    "polarisation nan": ("/entry/instrument/beam/incident_polarisation_fraction", np.nan, None, "polarisation"),
+}
+
+
+@pytest.mark.parametrize("case", list(_GEOMETRY_CASES))
+def test_bad_geometry_field_is_a_one_line_input_error(tmp_path, capsys, case):
+    path, value, units, names = _GEOMETRY_CASES[case]
+    master = _small_master(tmp_path)
+    with h5py.File(master, "a") as f:
+        _set(f, path, value, units)
+    _refused([master, "-X", "none"], capsys, tmp_path, 2, [names, master.name], inputs=[master])
+
+
+_VECTOR_CASES = {
+    "fast nan": ("detector_module/fast_pixel_direction", [np.nan, 0.0, 0.0], "fast_pixel_direction"),
+    "fast zero": ("detector_module/fast_pixel_direction", [0.0, 0.0, 0.0], "fast_pixel_direction"),
+    "fast two numbers": ("detector_module/fast_pixel_direction", [1.0, 0.0], "fast_pixel_direction"),
+    "slow inf": ("detector_module/slow_pixel_direction", [0.0, np.inf, 0.0], "slow_pixel_direction"),
+    "slow parallel to fast": ("detector_module/slow_pixel_direction", [1.0, 0.0, 0.0], "pixel_direction"),
+    "plane along the beam": ("detector_module/slow_pixel_direction", [0.0, 0.0, 1.0], "pixel_direction"),
+}
+
+
+@pytest.mark.parametrize("case", list(_VECTOR_CASES))
+def test_bad_detector_vector_is_a_one_line_input_error(tmp_path, capsys, case):
+    rel, vec, names = _VECTOR_CASES[case]
+    master = _small_master(tmp_path)
+    with h5py.File(master, "a") as f:
+        f[f"{_DET}/{rel}"].attrs["vector"] = np.asarray(vec, float)
+    _refused([master, "-X", "none"], capsys, tmp_path, 2, [names, master.name], inputs=[master])
+
+
+@pytest.mark.parametrize("case", ["omega nan", "omega inf", "omega axis nan", "omega axis zero", "omega units"])
+def test_bad_goniometer_is_a_one_line_input_error(tmp_path, capsys, case):
+    master = _small_master(tmp_path, n=4, omega=np.arange(4) * 0.5)
+    om = "/entry/sample/transformations/omega"
+    with h5py.File(master, "a") as f:
+        if case == "omega nan":
+            _set(f, om, np.array([0.0, 0.5, np.nan, 1.5]))
+        elif case == "omega inf":
+            _set(f, om, np.array([0.0, 0.5, 1.0, np.inf]))
+        elif case == "omega axis nan":
+            f[om].attrs["vector"] = [np.nan, 0.0, 0.0]
+        elif case == "omega axis zero":
+            f[om].attrs["vector"] = [0.0, 0.0, 0.0]
+        else:
+            f[om].attrs["units"] = "gradians"
+    _refused([master, "-X", "none"], capsys, tmp_path, 2, ["omega", master.name], inputs=[master])
+
+
+@pytest.mark.parametrize("field", ["incident_wavelength", "detector_distance", "beam_center_x", "x_pixel_size"])
+def test_missing_geometry_field_is_named(tmp_path, capsys, field):
+    key = "wavelength" if field == "incident_wavelength" else field
+    master = _small_master(tmp_path, omit=(key,))
+    _refused([master, "-X", "none"], capsys, tmp_path, 2, [field, master.name], inputs=[master])
+
+
+# --- miniCBF headers (item 4: the CBF reader too) --------------------------------------------------------
+_CBF_HEADER = ("# Pixel_size 172e-6 m x 172e-6 m\n# Silicon sensor, thickness 0.000450 m\n"
+               "# Count_cutoff 115897 counts\n# Wavelength 0.96859 A\n# Detector_distance 0.35100 m\n"
+               "# Beam_xy (12.61, 13.96) pixels\n# Start_angle 89.9997 deg.\n# Angle_increment 0.0000 deg.\n"
+               "# Polarization 0.990\n")  # fmt: skip
+
+
+def _cbf(tmp_path, header: str = _CBF_HEADER, name: str = "a_0001.cbf") -> Path:
+    import fabio.cbfimage
+
+    data = np.random.default_rng(2).poisson(1.0, (30, 28)).astype(np.int32)
+    img = fabio.cbfimage.CbfImage(data=data)
+    img.header["_array_data.header_convention"] = "PILATUS_1.2"
+    img.header["_array_data.header_contents"] = header
+    p = tmp_path / name
+    img.write(str(p))
+    return p
+
+
+_CBF_CASES = {
+    "distance nan": ("Detector_distance 0.35100 m", "Detector_distance nan m", "Detector_distance"),
+    "distance negative": ("Detector_distance 0.35100 m", "Detector_distance -0.351 m", "Detector_distance"),
+    "distance zero": ("Detector_distance 0.35100 m", "Detector_distance 0 m", "Detector_distance"),
+    "wavelength zero": ("Wavelength 0.96859 A", "Wavelength 0.0 A", "Wavelength"),
+    "wavelength inf": ("Wavelength 0.96859 A", "Wavelength inf A", "Wavelength"),
+    "beam nan": ("Beam_xy (12.61, 13.96)", "Beam_xy (nan, 13.96)", "Beam_xy"),
+    "beam garbled": ("Beam_xy (12.61, 13.96)", "Beam_xy (1.2.3, 13.96)", "Beam_xy"),
+    "pixel zero": ("Pixel_size 172e-6 m x 172e-6 m", "Pixel_size 0 m x 0 m", "Pixel_size"),
+    "polarisation": ("Polarization 0.990", "Polarization 1.5", "Polarization"),
+    "no wavelength": ("# Wavelength 0.96859 A\n", "", "Wavelength"),
+}
+
+
+@pytest.mark.parametrize("case", list(_CBF_CASES))
+def test_bad_cbf_header_is_a_one_line_input_error(tmp_path, capsys, case):
+    old, new, names = _CBF_CASES[case]
+    assert old in _CBF_HEADER
+    p = _cbf(tmp_path, _CBF_HEADER.replace(old, new))
+    _refused([p, "-X", "none"], capsys, tmp_path, 2, [names, p.name], inputs=[p])
+
+
+def test_good_cbf_header_runs(tmp_path, capsys):
+    p = _cbf(tmp_path)
+    code, _, err = _run([p, "-X", "none", "-o", tmp_path / "ok"], capsys)
+    assert code == 0, err
+
+
+# --- degenerate and non-finite spot vectors (items 2, 3): the indexing API ------------------------------
+_HEWL = (79.3, 79.3, 37.8, 90.0, 90.0, 90.0)
+
+
+def _hewl_spots():
+    from .index_sim import simulate_still
+
+    s, _, _ = simulate_still(_HEWL, np.random.default_rng(1))
+    return s
+
+
+@pytest.mark.parametrize("method", ["ffbidx", "fftw", "fft"])
+@pytest.mark.parametrize("kind", ["zeros", "one vector", "three vectors", "one plane"])
+def test_degenerate_spot_vectors_never_give_a_lattice(method, kind):
+    import warnings
+
+    from jfjoch import index_reciprocal
+
+    s = _hewl_spots()
+    if kind == "zeros":
+        v = np.zeros((50, 3))
+    elif kind == "one vector":
+        v = np.tile(s[3], (50, 1))
+    elif kind == "three vectors":
+        v = np.repeat(s[:3], 20, axis=0)
+    else:  # a 2-D lattice: every vector in one plane
+        a, b = s[0], s[1]
+        v = np.array([i * a + j * b for i in range(-4, 5) for j in range(-4, 5) if i or j])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # GPU fallback notes
+        r = index_reciprocal(v, cell=_HEWL if method == "ffbidx" else None, method=method)
+    assert not r.ok and r.n_indexed == 0 and not r.indexed.any()
+    assert r.indexed.shape == (len(v),) and r.hkl.shape == (len(v), 3)
+
+
+@pytest.mark.parametrize("method", ["ffbidx", "fftw", "fft"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_spot_vectors_are_dropped_with_a_warning(method, bad):
+    import warnings
+
+    from jfjoch import index_reciprocal
+
+    s = _hewl_spots()
+    s[[5, 40]] = bad
+    s[17, 1] = bad
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        r = index_reciprocal(s, cell=_HEWL if method == "ffbidx" else None, method=method)
+    notes = [str(x.message) for x in w if "not finite" in str(x.message)]
+    assert notes == [f"index_reciprocal: 3 of {len(s)} spot vectors are not finite (NaN or inf); they are left "
+                     "out and not indexed"]  # fmt: skip
+    assert r.ok and r.n_indexed > 150  # the rest index
+    assert not r.indexed[[5, 17, 40]].any() and (r.hkl[[5, 17, 40]] == 0).all()
+
+
+@pytest.mark.parametrize("bad_arg", ["s text", "s ragged", "cell text", "cell nan", "method None"])
+def test_indexing_api_misuse_raises_input_error(bad_arg):
+    from jfjoch import index_reciprocal
+    from jfjoch.errors import InputError
+
+    s = _hewl_spots()
+    kw = {"s": s, "cell": _HEWL, "method": "ffbidx"}
+    if bad_arg == "s text":
+        kw["s"] = "spots"
+    elif bad_arg == "s ragged":
+        kw["s"] = [[1, 2, 3], [4, 5]]
+    elif bad_arg == "cell text":
+        kw["cell"] = "79.3,79.3,37.8,90,90,90"
+    elif bad_arg == "cell nan":
+        kw["cell"] = (79.3, np.nan, 37.8, 90, 90, 90)
+    else:
+        kw["method"] = None
+    with pytest.raises(InputError):
+        index_reciprocal(**kw)
