@@ -459,3 +459,158 @@ def test_indexing_api_misuse_raises_input_error(bad_arg):
         kw["method"] = None
     with pytest.raises(InputError):
         index_reciprocal(**kw)
+
+
+# --- data files: truncated, missing, corrupt, wrong types and shapes (item 11) --------------------------
+def _truncate(p: Path, fraction: float = 0.5) -> None:
+    with open(p, "r+b") as fh:
+        fh.truncate(int(p.stat().st_size * fraction))
+
+
+@pytest.mark.parametrize("layout", ["links", "vds"])
+def test_truncated_data_file_is_reported_as_truncated(tmp_path, capsys, layout):
+    master = _small_master(tmp_path, n=6, layout=layout)
+    data = tmp_path / "test_data_000002.h5"
+    _truncate(data)
+    line = _refused([master, "-X", "none"], capsys, tmp_path, 2, ["test_data_000002.h5", "truncated"],
+                    inputs=[master, data])  # fmt: skip
+    assert "missing" not in line
+
+
+def test_truncated_shared_data_file_is_reported_as_truncated(tmp_path, capsys):
+    # the shared rotation sweep with its external-link data file cut to half its size
+    src = shared("hewl_rot1")
+    for name in ("hewl_rot1_master.h5", "hewl_rot1_data_000001.h5"):
+        (tmp_path / name).write_bytes((src / name).read_bytes())
+    data = tmp_path / "hewl_rot1_data_000001.h5"
+    _truncate(data)
+    master = tmp_path / "hewl_rot1_master.h5"
+    _refused([master, "-X", "none"], capsys, tmp_path, 2, ["hewl_rot1_data_000001.h5", "is truncated",
+                                                              master.name], inputs=[master, data])  # fmt: skip
+
+
+@pytest.mark.parametrize("layout", ["links", "vds"])
+def test_missing_data_file_is_reported_as_missing(tmp_path, capsys, layout):
+    master = _small_master(tmp_path, n=6, layout=layout)
+    (tmp_path / "test_data_000001.h5").unlink()
+    _refused([master, "-X", "none"], capsys, tmp_path, 2, ["test_data_000001.h5", "missing"], inputs=[master])
+
+
+def test_data_file_without_the_linked_dataset(tmp_path, capsys):
+    master = _small_master(tmp_path, n=6, layout="links")
+    data = tmp_path / "test_data_000002.h5"
+    with h5py.File(data, "a") as f:
+        f.move("/entry/data/data", "/entry/data/moved")
+    _refused([master, "-X", "none"], capsys, tmp_path, 2, ["test_data_000002.h5", "has no dataset"],
+             inputs=[master, data])  # fmt: skip
+
+
+@pytest.mark.parametrize("how", ["truncated", "empty", "random bytes", "text"])
+def test_unreadable_master_file(tmp_path, capsys, how):
+    master = _small_master(tmp_path)
+    if how == "truncated":
+        _truncate(master, 0.4)
+        needle = "truncated"
+    else:
+        master.write_bytes({"empty": b"", "random bytes": np.random.default_rng(0).bytes(4096),
+                            "text": b"this is not HDF5\n"}[how])  # fmt: skip
+        needle = "not a readable HDF5 file"
+    _refused([master, "-X", "none"], capsys, tmp_path, 2, [needle, master.name], inputs=[master])
+
+
+def test_directory_as_input(tmp_path, capsys):
+    d = tmp_path / "adir"
+    d.mkdir()
+    _refused([d, "-X", "none"], capsys, tmp_path, 2, ["is a directory", "adir"])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.bool_, np.complex64])
+def test_non_integer_pixels_are_refused_at_open(tmp_path, capsys, dtype):
+    from .test_nxmx import make_master
+
+    frames = np.random.default_rng(3).poisson(1.0, (2, 40, 48)).astype(dtype)
+    master = make_master(tmp_path, frames, codec=None)
+    _refused([master, "-X", "none"], capsys, tmp_path, 2, [np.dtype(dtype).name, "/entry/data/data", master.name],
+             inputs=[master])  # fmt: skip
+
+
+@pytest.mark.parametrize("shape", [(0, 40, 48), (40, 48), (3, 0, 48)])
+def test_image_stack_of_a_wrong_shape(tmp_path, capsys, shape):
+    master = _small_master(tmp_path)
+    with h5py.File(master, "a") as f:
+        del f["/entry/data/data"]
+        f.create_dataset("/entry/data/data", shape=shape, dtype=np.int32)
+    _refused([master, "-X", "none"], capsys, tmp_path, 2, ["/entry/data/data", master.name], inputs=[master])
+
+
+def test_int64_pixels_saturate_instead_of_wrapping():
+    from jfjoch.io.nxmx import INT32_MAX, INT32_MIN, to_int32
+
+    a = np.array([[5, 2**40, -(2**40), np.iinfo(np.int64).min]], np.int64)
+    np.testing.assert_array_equal(to_int32(a), [[5, INT32_MAX, INT32_MIN, INT32_MIN]])
+
+
+def test_pixel_mask_of_a_wrong_shape(tmp_path, capsys):
+    master = _small_master(tmp_path)
+    with h5py.File(master, "a") as f:
+        _set(f, f"{_DET}/detectorSpecific/pixel_mask", np.zeros((10, 10), np.uint32))
+    _refused([master, "-X", "none"], capsys, tmp_path, 2, ["pixel_mask", master.name], inputs=[master])
+
+
+@pytest.mark.parametrize("damage", ["zeroed", "random", "one byte"])
+def test_damaged_chunks_fail_only_their_images(tmp_path, capsys, damage):
+    master = _small_master(tmp_path, n=4)
+    with h5py.File(master, "a") as f:
+        ds = f["entry/data/data"]
+        _, raw = ds.id.read_direct_chunk((2, 0, 0))
+        bad = {"zeroed": bytes(len(raw)), "random": np.random.default_rng(4).bytes(len(raw)),
+               "one byte": b"\x00"}[damage]  # fmt: skip
+        ds.id.write_direct_chunk((2, 0, 0), bad)
+    before = _digest(master)
+    code, out, err = _run([master, "-X", "none", "-v", "-o", tmp_path / "d"], capsys)
+    assert code == 0, err
+    assert "image 2:" in out and "1 image(s) could not be read" in out and "Traceback" not in out + err
+    with h5py.File(tmp_path / "d_process.h5") as f:
+        errors = [e.decode() for e in f["entry/image/error"][()]]
+    assert errors[2] and not any(errors[i] for i in (0, 1, 3))
+    assert _digest(master) == before
+    _no_temporaries(tmp_path)
+
+
+# --- hostile options ---------------------------------------------------------------------------------------
+_OPTION_CASES = {
+    "space group 0": (["-S", "0"], "--space-group"),
+    "space group 231": (["-S", "231"], "--space-group"),
+    "space group text": (["-S", "P 7 7 7"], "--space-group"),
+    "cell three numbers": (["-C", "79,79,38"], "--unit-cell"),
+    "cell nan": (["-C", "nan,79,38,90,90,90"], "--unit-cell"),
+    "cell inf": (["-C", "79,79,38,90,90,inf"], "--unit-cell"),
+    "cell angles": (["-C", "79,79,38,60,60,170"], "--unit-cell"),
+    "cell negative": (["-C", "-79,79,38,90,90,90"], "--unit-cell"),
+    "threads zero": (["-N", "0"], "--threads"),
+    "end before start": (["-s", "2", "-e", "1"], "--end-image"),
+    "start out of range": (["-s", "100"], "--start-image"),
+    "stride zero": (["-t", "0"], "--stride"),
+    "sigma nan": (["--spot-sigma", "nan"], "--spot-sigma"),
+    "threshold inf": (["--spot-threshold", "inf"], "--spot-threshold"),
+    "max spots zero": (["--max-spots", "0"], "--max-spots"),
+    "min isigma negative": (["--spot-min-isigma", "-1"], "--spot-min-isigma"),
+    "min isigma nan": (["--spot-min-isigma", "nan"], "--spot-min-isigma"),
+    "min pixels zero": (["--spot-min-pixels", "0"], "--spot-min-pixels"),
+    "algorithm": (["-X", "xds"], "--indexing-algorithm"),
+    "radii order": (["--integration-radius", "3,2,1"], "--integration-radius"),
+    "unknown option": (["--spot-sgima", "3"], "--spot-sgima"),
+    "empty prefix": (["-o", ""], "--output-prefix"),
+}
+
+
+@pytest.mark.parametrize("case", list(_OPTION_CASES))
+def test_hostile_option_is_a_one_line_usage_error(tmp_path, capsys, case):
+    args, names = _OPTION_CASES[case]
+    master = _small_master(tmp_path)
+    before = _digest(master)
+    code, out, err = _run([master, *args] + ([] if "-o" in args else ["-o", tmp_path / "o"]), capsys)
+    assert code == 2, (code, out, err)
+    assert names in _one_line(err)
+    assert _digest(master) == before and not (tmp_path / "o_process.h5").exists()
+    _no_temporaries(tmp_path)

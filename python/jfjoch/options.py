@@ -158,8 +158,10 @@ def _floats(text: str | Sequence[float], n: int, name: str) -> tuple[float, ...]
         vals = tuple(float(p) for p in parts)
     except (TypeError, ValueError):
         raise UsageError(f"{name}: expected {n} numbers separated by commas (got {text!r})") from None
-    if len(vals) != n or not all(math.isfinite(v) for v in vals):
-        raise UsageError(f"{name}: expected {n} finite numbers (got {len(vals)})")
+    if len(vals) != n:
+        raise UsageError(f"{name}: expected {n} numbers (got {len(vals)})")
+    if not all(math.isfinite(v) for v in vals):
+        raise UsageError(f"{name}: expected {n} finite numbers (got {', '.join(f'{v:g}' for v in vals)})")
     return vals
 
 
