@@ -25,7 +25,8 @@ import numpy as np
 from jfjoch.errors import InputError
 from jfjoch.experiment import Beam, Detector, Experiment, Goniometer
 
-__all__ = ["MissingFieldError", "default_saturation", "read_experiment", "write_experiment"]
+__all__ = ["DECTRIS_BEAM_CENTER_OFFSET_PX", "MissingFieldError", "default_saturation", "is_dectris_master",
+           "read_experiment", "write_experiment"]
 
 INT32_MAX = np.iinfo(np.int32).max
 
@@ -40,6 +41,26 @@ _LENGTH_UNITS = {
 }  # fmt: skip
 _ANGLE_UNITS = {"deg": 1.0, "degree": 1.0, "degrees": 1.0, "rad": 180.0 / np.pi, "radian": 180.0 / np.pi,
                 "radians": 180.0 / np.pi}  # fmt: skip
+
+
+DECTRIS_BEAM_CENTER_OFFSET_PX = 0.5
+"""A DECTRIS master's beam_center_x/y (pixels) is measured from the outer corner of the first pixel, ours from
+its centre: ours = DECTRIS's - 0.5 (the same as the miniCBF Beam_xy; docs/conventions.md gives the evidence)."""
+
+
+def is_dectris_master(f: h5py.File) -> bool:
+    """A master written by DECTRIS's own software (SIMPLON API / filewriter): it records the detector firmware
+    (``detectorSpecific/eiger_fw_version``) or describes the detector as 'Dectris ...'. Jungfraujoch masters
+    (also of EIGER detectors) write neither."""
+    if isinstance(f.get(f"{_DET}/detectorSpecific/eiger_fw_version"), h5py.Dataset):
+        return True
+    desc = f.get(f"{_DET}/description")
+    if isinstance(desc, h5py.Dataset):
+        try:
+            return _text(desc).strip().lower().startswith("dectris")
+        except (TypeError, ValueError, IndexError):
+            return False
+    return False
 
 
 class MissingFieldError(InputError):
@@ -150,8 +171,10 @@ def _scalar(ds: h5py.Dataset) -> float:
 def read_experiment(f: h5py.File, ny: int, nx: int, dtype: np.dtype | None = None) -> Experiment:
     """The experiment described by an open NXmx file whose images are (ny, nx) of ``dtype``.
 
-    The detector plane is placed so that the direct beam (+z) meets it at the file's beam centre (pixel
-    centres at integers) at the file's distance along its normal (docs/conventions.md).
+    The detector plane is placed so that the direct beam (+z) meets it at the file's beam centre at the file's
+    distance along its normal (docs/conventions.md). Jungfraujoch masters give the beam centre with pixel
+    centres at integers, as jfjoch does; DECTRIS masters (:func:`is_dectris_master`) from the outer corner of
+    the first pixel, so 0.5 px is subtracted from theirs.
     """
     wl_paths = (
         "/entry/instrument/beam/incident_wavelength",
@@ -181,6 +204,9 @@ def read_experiment(f: h5py.File, ny: int, nx: int, dtype: np.dtype | None = Non
             v *= _scale(u, _LENGTH_UNITS, "m", ds) * 1e3 / pixel_mm
         centre.append(_finite(f, name, v))
     bx, by = centre
+    if is_dectris_master(f):
+        # DECTRIS measures the beam centre from the outer corner of the first pixel (docs/conventions.md)
+        bx, by = bx - DECTRIS_BEAM_CENTER_OFFSET_PX, by - DECTRIS_BEAM_CENTER_OFFSET_PX
     fast = _vector_attr(_first(f, (f"{_DET}/detector_module/fast_pixel_direction",
                                    f"{_DET}/module/fast_pixel_direction")), (1.0, 0.0, 0.0))  # fmt: skip
     slow = _vector_attr(_first(f, (f"{_DET}/detector_module/slow_pixel_direction",
