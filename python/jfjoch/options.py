@@ -412,6 +412,23 @@ class SpotOptions(Options):
         help="High-resolution limit for spot finding, Å.",
         optional_none=False,
     )
+    spot_min_isigma: float = opt(
+        4.0,
+        "--spot-min-isigma",
+        panel="Spot finding",
+        parse=float_range(0.0, None),
+        help="Smallest I/sigma(I) of a spot (background-subtracted sum over its pixels); 0: no test, as the "
+        "reference jfjoch_process.",
+        optional_none=False,
+    )
+    spot_min_pixels: int = opt(
+        2,
+        "--spot-min-pixels",
+        panel="Spot finding",
+        parse=int_range(1, 1000),
+        help="Smallest spot, pixels.",
+        optional_none=False,
+    )
     max_spots: int = opt(
         250,
         "--max-spots",
