@@ -236,14 +236,18 @@ def _inputs_digest(paths) -> dict:
 
 
 def _refused(args, capsys, tmp_path, code: int, needles, inputs=()) -> str:
-    """Run jfjoch_process on ``args`` (an output prefix in tmp_path is added) and check the corpus rules."""
+    """Run jfjoch_process on ``args`` (an output prefix in tmp_path is added) and check the corpus rules: exit
+    code, one line naming the problem (``needles``), no traceback, no temporary, inputs and an earlier output
+    of the same prefix unchanged."""
     before = _inputs_digest(inputs)
+    earlier = tmp_path / "out_process.h5"
+    earlier.write_bytes(b"an earlier output")
     got, out, err = _run([*args, "-o", tmp_path / "out"], capsys)
     assert got == code, (got, out, err)
     line = _one_line(err)
     for n in needles:
         assert str(n) in line, (n, line)
-    assert not (tmp_path / "out_process.h5").exists() or code == 0
+    assert earlier.read_bytes() == b"an earlier output"
     _no_temporaries(tmp_path)
     assert _inputs_digest(inputs) == before
     return line
@@ -614,3 +618,45 @@ def test_hostile_option_is_a_one_line_usage_error(tmp_path, capsys, case):
     assert names in _one_line(err)
     assert _digest(master) == before and not (tmp_path / "o_process.h5").exists()
     _no_temporaries(tmp_path)
+
+
+# --- DECTRIS-style masters and API misuse of the new options ------------------------------------------------
+@pytest.mark.parametrize("case", ["fast nan", "distance um negative", "omega rad inf"])
+def test_bad_dectris_master(tmp_path, capsys, case):
+    master = _small_master(tmp_path, n=3, dectris=True, omega=np.arange(3) * 0.1)
+    with h5py.File(master, "a") as f:
+        if case == "fast nan":
+            f[f"{_DET}/module/fast_pixel_direction"].attrs["vector"] = [np.nan, 0.0, 0.0]
+            names = ["fast_pixel_direction"]
+        elif case == "distance um negative":
+            _set(f, f"{_DET}/detector_distance", -120000.0, "um")
+            names = ["detector_distance"]
+        else:
+            _set(f, "/entry/sample/goniometer/omega", np.array([0.0, np.inf, 0.2]))
+            names = ["omega"]
+    _refused([master, "-X", "none"], capsys, tmp_path, 2, [*names, master.name], inputs=[master])
+
+
+@pytest.mark.parametrize(("kw", "name"), [({"spot_min_isigma": -1.0}, "--spot-min-isigma"),
+                                          ({"spot_min_isigma": np.float64("nan")}, "--spot-min-isigma"),
+                                          ({"spot_min_isigma": "high"}, "--spot-min-isigma"),
+                                          ({"spot_min_pixels": np.int64(0)}, "--spot-min-pixels"),
+                                          ({"spot_min_pixels": 2.5}, "--spot-min-pixels")])  # fmt: skip
+def test_api_spot_options_are_validated_up_front(tmp_path, kw, name):
+    import jfjoch
+    from jfjoch.errors import UsageError
+
+    master = _small_master(tmp_path)
+    with pytest.raises(UsageError, match=name):
+        jfjoch.process(str(master), output_prefix=str(tmp_path / "api"), **kw)
+    assert not (tmp_path / "api_process.h5").exists()
+    _no_temporaries(tmp_path)
+
+
+def test_api_spot_options_accept_numpy_scalars(tmp_path):
+    import jfjoch
+
+    master = _small_master(tmp_path)
+    r = jfjoch.process(str(master), output_prefix=str(tmp_path / "api"), indexing_algorithm="none",
+                       spot_min_isigma=np.float32(0), spot_min_pixels=np.int64(3))  # fmt: skip
+    assert len(r.images) == 3
