@@ -124,6 +124,12 @@ def index_reciprocal(
     basis. With ``constrain_cell`` (default) the conventional lattice is then refined with the cell
     constraints of its crystal system (e.g. tP: a = b, right angles) by least squares on the indexed spots.
     ``fft_settings`` tunes the FFT indexer. Thread-safe; the kernels release the GIL.
+
+    Any valid setting of ``cell`` for ``space_group`` is accepted and reported as given (P1 with a = b > c,
+    P2 with beta < 90°, ...; docs/indexing_fft.md). Non-finite vectors (NaN, inf) are left out with one
+    RuntimeWarning and zero vectors silently, for every method; both come back not indexed. Degenerate input
+    (fewer than ``MIN_DISTINCT_REFLECTIONS`` distinct indexed reflections, or all in one plane) gives
+    ``ok=False``.
     """
     try:
         s = np.asarray(s, dtype=float)
