@@ -190,7 +190,7 @@ def index_reciprocal(
             primitive = _primitive_of_centred(primitive, _sg(sg_number).centring_type(), hkl_conv)
             # a spot off the centred lattice (a systematic absence) is not indexed
             h = primitive @ s_use.T
-            tol = toro.ToroSettings().indexed_threshold
+            tol = FftIndexerSettings().index_tolerance  # 0.1, as the known-cell indexer's indexed_threshold
             prim_indexed = prim_indexed & np.all(np.abs(h - np.round(h)) < tol, axis=0)
     else:
         r = index_fft(s_use, fft_settings, backend="gpu" if m == "fft" else "cpu")
