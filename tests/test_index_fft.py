@@ -391,3 +391,52 @@ def test_cell_from_result_matches_lattice():
     s, _, _ = simulate_still(SIM_CELLS["hP"], rng)
     res = index_reciprocal(s, method="fftw")
     np.testing.assert_allclose(res.cell, cell_from_lattice(res.lattice))
+
+
+# --- any valid setting of the given cell (issue 7, item 1) ----------------------------------------------
+def _centred_primitive(conv_cell, centring):
+    """Cell of a primitive basis of the lattice with conventional cell ``conv_cell`` and ``centring``."""
+    T = {"C": [[0.5, 0.5, 0], [-0.5, 0.5, 0], [0, 0, 1]], "A": [[1, 0, 0], [0, 0.5, 0.5], [0, -0.5, 0.5]],
+         "R": [[2 / 3, 1 / 3, 1 / 3], [-1 / 3, 1 / 3, 1 / 3], [-1 / 3, -2 / 3, 1 / 3]]}[centring]  # fmt: skip
+    return cell_from_lattice(np.array(T) @ lattice_from_cell(conv_cell))
+
+
+_TRICLINIC = (41.2, 55.3, 67.1, 81.0, 76.5, 68.2)
+
+
+@pytest.mark.parametrize("method", ["ffbidx", "fftw"])
+@pytest.mark.parametrize(
+    ("sim_cell", "given", "sg"),
+    [
+        ((79.3, 79.3, 37.8, 90, 90, 90), (79.3, 79.3, 37.8, 90, 90, 90), 1),  # the issue's case: a = b > c
+        ((79.3, 79.3, 37.8, 90, 90, 90), (79.3, 37.8, 79.3, 90, 90, 90), 1),
+        (_TRICLINIC, (55.3, 67.1, 41.2, 76.5, 68.2, 81.0), 1),  # cyclic permutation of a triclinic cell
+        (_TRICLINIC, (55.3, 41.2, 67.1, 76.5, 81.0, 68.2), 1),  # a <-> b (and alpha <-> beta)
+        ((45.0, 60.0, 72.0, 90, 104, 90), (45.0, 60.0, 72.0, 90, 76, 90), 3),  # P2 with beta < 90
+        ((45.0, 60.0, 72.0, 90, 104, 90), (72.0, 60.0, 45.0, 90, 104, 90), 3),  # P2 with a > c
+        ((79.3, 79.3, 37.8, 90, 90, 90), (79.3, 37.8, 79.3, 90, 90, 90), 16),  # P222, any axis order
+        (_centred_primitive((50, 80, 70, 90, 90, 90), "C"), (50, 80, 70, 90, 90, 90), 20),  # C 2 2 21
+        (_centred_primitive((50, 80, 70, 90, 90, 90), "A"), (50, 80, 70, 90, 90, 90), 38),  # A m m 2
+        (_centred_primitive((60, 50, 40, 90, 110, 90), "C"), (60, 50, 40, 90, 110, 90), 5),  # C 1 2 1
+        (_centred_primitive((80, 80, 90, 90, 90, 120), "R"), (80, 80, 90, 90, 90, 120), 146),  # R 3 (hex)
+    ],
+)
+def test_any_valid_setting_of_the_cell_indexes(sim_cell, given, sg, method):
+    rng = np.random.default_rng(3)
+    s, _, _ = simulate_still(sim_cell, rng)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # no GPU: the known-cell indexer runs on the CPU
+        res = index_reciprocal(s, cell=given, space_group=sg, method=method)
+    assert res.ok and res.n_indexed > 150, (res.ok, res.n_indexed)
+    # the lattice is reported in the setting the cell was given in
+    np.testing.assert_allclose(res.cell, given, rtol=0.01, atol=0.5)
+    assert np.linalg.det(res.lattice) > 0
+    np.testing.assert_allclose(res.hkl[res.indexed] @ np.linalg.inv(res.lattice).T, s[res.indexed], atol=0.01)
+
+
+def test_invalid_settings_are_still_refused():
+    rng = np.random.default_rng(3)
+    s, _, _ = simulate_still((79.3, 79.3, 37.8, 90, 90, 90), rng)
+    # P 43 21 2 needs a = b with c the 4-fold axis; P 1 2 1 needs alpha = gamma = 90
+    assert not index_reciprocal(s, cell=(37.8, 79.3, 79.3, 90, 90, 90), space_group=96, method="fftw").ok
+    assert not index_reciprocal(s, cell=(79.3, 79.3, 37.8, 90, 90, 100), space_group=3, method="fftw").ok

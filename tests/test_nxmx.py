@@ -77,6 +77,8 @@ def _write_geometry(f: h5py.File, dectris: bool = False, omit: tuple[str, ...] =
     det.require_group("detectorSpecific")["pixel_mask"] = mask
     if dectris:
         det["detectorSpecific/countrate_correction_count_cutoff"] = 50000
+        det["detectorSpecific/eiger_fw_version"] = "release-2022.1.2"  # what DECTRIS's software writes
+        det["description"] = "Dectris EIGER2 Si 1M"
     else:
         det["saturation_value"] = 32766
     if omega is not None:
@@ -239,6 +241,30 @@ def test_unsigned_conversion(tmp_path, dtype):
     np.testing.assert_array_equal(np.stack([a, b]), ref)
 
 
+@pytest.mark.parametrize(
+    ("marker", "dectris"),
+    [("eiger_fw_version", True), ("Dectris EIGER2 Si 9M", True), ("EIGER 9M", False), (None, False)],
+)
+def test_beam_centre_origin_follows_the_writer(tmp_path, marker, dectris):
+    # DECTRIS's software (firmware recorded, or 'Dectris ...' as description) measures the beam centre from
+    # the pixel corner; Jungfraujoch (also of an EIGER) from the pixel centre, as we do
+    from jfjoch.io.nxmx_geometry import is_dectris_master
+
+    master = make_master(tmp_path, _frames(2), "single", None)
+    with h5py.File(master, "a") as f:
+        det = f["/entry/instrument/detector"]
+        if marker == "eiger_fw_version":
+            det["detectorSpecific/eiger_fw_version"] = "release-2020.2.1"
+        elif marker is not None:
+            det["description"] = marker
+    with h5py.File(master) as f:
+        assert is_dectris_master(f) == dectris
+    with open_master(master) as ds:
+        bx, by = ds.experiment.detector.beam_center_px
+    shift = 0.5 if dectris else 0.0
+    assert (bx, by) == pytest.approx((20.25 - shift, 17.5 - shift), abs=1e-9)
+
+
 def test_dectris_master(tmp_path):
     frames = _frames(5, np.uint32, seed=4)
     master = make_master(tmp_path, frames, "links", "lz4", dectris=True, omega=np.arange(5) * 0.1, split=2)
@@ -250,9 +276,11 @@ def test_dectris_master(tmp_path):
     assert e.detector.distance_mm == pytest.approx(120.0)
     np.testing.assert_allclose(e.detector.fast, [-1, 0, 0])
     np.testing.assert_allclose(e.detector.slow, [0, -1, 0])
-    assert e.detector.beam_center_px == pytest.approx((20.25, 17.5))
+    # DECTRIS's beam_center_x/y (20.25, 17.5) is measured from the corner of the first pixel: pixel centres
+    # at integers put the beam 0.5 px lower (docs/conventions.md)
+    assert e.detector.beam_center_px == pytest.approx((19.75, 17.0))
     # a pixel 10 columns right of the beam centre lies at x = -10 pixels (fast = -x)
-    r = e.detector.origin_mm + ((20.25 + 10) * e.detector.fast + 17.5 * e.detector.slow) * e.detector.pixel_mm
+    r = e.detector.origin_mm + ((19.75 + 10) * e.detector.fast + 17.0 * e.detector.slow) * e.detector.pixel_mm
     np.testing.assert_allclose(r, [-0.75, 0.0, 120.0], atol=1e-12)
     assert e.detector.saturation == 50000
     assert e.goniometer.increment_deg == pytest.approx(0.1)

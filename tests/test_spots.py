@@ -124,7 +124,7 @@ def test_labels_and_centroids_match_scipy():
     mask[:, 200:204] = True
     img[mask] = 0
     exp = experiment(nx, ny, mask=mask)
-    st = SpotFinderSettings(high_resolution_A=0, max_spots=0, min_pixels=2)
+    st = SpotFinderSettings(high_resolution_A=0, max_spots=0, min_pixels=2, min_isigma=0)  # no spot-level test
     sf = SpotFinder(exp, st, backend="cpu")
     res = sf.find(img)
 
@@ -149,6 +149,105 @@ def test_labels_and_centroids_match_scipy():
     bright = truth[truth[:, 2] > 1000]
     dist = np.linalg.norm(bright[:, None, :2] - res.xy[None], axis=2).min(1)
     assert np.quantile(dist, 0.9) < 0.5
+
+
+# ---------------------------------------------------------------- spot-level significance (issue 7, item 14)
+def reference_isigma(img, mask, labels, n_labels, saturation, st: SpotFinderSettings) -> np.ndarray:
+    """I/sigma(I) of every labelled component, written out in numpy (docs/spots.md): per pixel the mean m,
+    population variance var and count n_bg of the other valid pixels of its window; I = sum (v - m),
+    var(I) = sum max(v - m, 0) + sum var + N sum var / n_bg; inf when the component has a saturated pixel."""
+    v = img.astype(np.int64)
+    sat = min(saturation, _core.SPOT_MAX_VALUE)
+    error = ~mask & ((v == INT32_MIN) | (v <= -_core.SPOT_MAX_VALUE))
+    valid = ~mask & ~error & (v < sat)
+    vv = np.where(valid, v, 0)
+    n = _window_sum(valid.astype(np.int64), st.window_half)
+    s1 = _window_sum(vv, st.window_half)
+    s2 = _window_sum(vv * vv, st.window_half)
+    n_bg, s1, s2 = n - valid, s1 - vv, s2 - vv * vv
+    with np.errstate(invalid="ignore", divide="ignore"):
+        m = np.where(n_bg >= 2, s1 / n_bg, 0.0)
+        var = np.where(n_bg >= 2, (n_bg * s2 - s1 * s1) / (n_bg.astype(float) ** 2), 0.0)
+    out = np.zeros(n_labels)
+    for k in range(1, n_labels + 1):
+        sel = labels == k
+        if (~valid[sel]).any():
+            out[k - 1] = np.inf
+            continue
+        sig = v[sel] - m[sel]
+        N = int(sel.sum())
+        var_i = np.maximum(sig, 0).sum() + var[sel].sum() + N * (var[sel] / n_bg[sel]).sum()
+        out[k - 1] = sig.sum() / np.sqrt(var_i) if var_i > 0 else (np.inf if sig.sum() > 0 else 0.0)
+    return out
+
+
+@pytest.mark.parametrize("min_isigma", [0.0, 3.0, 5.0, 8.0])
+def test_spot_isigma_filter_matches_numpy(min_isigma):
+    rng = np.random.default_rng(5)
+    ny, nx = 200, 260
+    img, _ = gaussian_spots(ny, nx, 60, rng, background=12.0, photons=(20, 2000))  # weak and strong spots
+    img[50, 60] = img[50, 61] = 70000  # a saturated pair
+    mask = np.zeros((ny, nx), bool)
+    mask[:, 130:133] = True
+    exp = experiment(nx, ny, mask=mask, saturation=60000)
+    base = SpotFinderSettings(high_resolution_A=0, max_spots=0, min_isigma=0)
+    st = SpotFinderSettings(high_resolution_A=0, max_spots=0, min_isigma=min_isigma)
+    everything = SpotFinder(exp, base, backend="cpu")
+    kept = SpotFinder(exp, st, backend="cpu").find(img)
+    smap = everything.strong_pixel_map(img)
+    labels, n = ndimage.label(smap > 0, structure=np.ones((3, 3)))
+    isig = reference_isigma(img, mask, labels, n, 60000, st)
+    npx = ndimage.sum_labels(np.ones_like(img), labels, np.arange(1, n + 1))
+    com = np.array(ndimage.center_of_mass(img.astype(np.float64), labels, np.arange(1, n + 1)))[:, ::-1]
+    want = (npx >= 2) & (isig >= min_isigma)
+    assert want.sum() == len(kept)
+    got = kept.xy[np.lexsort((kept.y, kept.x))]
+    ref = com[want][np.lexsort((com[want][:, 1], com[want][:, 0]))]
+    np.testing.assert_allclose(got, ref, atol=2e-4)
+    if min_isigma == 0:  # no test: exactly the reference's spots (every component of >= 2 pixels)
+        assert len(kept) == (npx >= 2).sum() == len(everything.find(img))
+    else:
+        assert np.isinf(isig[labels[50, 60] - 1]) and want[labels[50, 60] - 1]  # a saturated spot stays
+    if min_isigma >= 5:
+        assert 0 < len(kept) < (npx >= 2).sum()
+
+
+def test_spot_isigma_default_is_declared_once():
+    from jfjoch.options import ProcessOptions
+
+    assert ProcessOptions().spot_min_isigma == SpotFinderSettings().min_isigma == _core.SpotFinderSettings().min_isigma
+    assert ProcessOptions().spot_min_pixels == SpotFinderSettings().min_pixels == _core.SpotFinderSettings().min_pixels
+    with pytest.raises(UsageError):
+        SpotFinderSettings(min_isigma=-1)
+    with pytest.raises(UsageError):
+        SpotFinderSettings(min_isigma=float("nan"))
+
+
+def _blank_frames(background: float, water_ring: float, n: int = 3):
+    from jfjoch.simulate import SimulationSettings, Simulator
+
+    sim = Simulator(SimulationSettings(detector="1M", mode="stills", n_images=n, crystal=False,
+                                       background=background, water_ring=water_ring, seed=7))  # fmt: skip
+    assert not len(sim.reflections.hkl)
+    det = Detector.from_beam_center(sim.nx, sim.ny, 0.075, sim.s.distance_mm, *sim.beam_center,
+                                    mask=sim.mask != 0, saturation=sim.s.saturation)  # fmt: skip
+    return Experiment(beam=Beam(1.0), detector=det), [sim.frame(i).image for i in range(n)], sim
+
+
+@pytest.mark.parametrize(("background", "water_ring"), [(10.0, 10.0), (20.0, 0.0), (2.0, 18.0)])
+def test_blank_frames_give_almost_no_spots(background, water_ring):
+    # no crystal: background + water ring of 2-20 photons/pixel and Poisson noise. The per-pixel test alone
+    # passes noise in pairs (tens of spots per frame); the spot-level I/sigma test removes them
+    exp, frames, sim = _blank_frames(background, water_ring)
+    bg = sim.background_map[sim.mask == 0]
+    assert bg.max() > 15 and bg.min() > 0.5
+    default = SpotFinder(exp, SpotFinderSettings(), backend="cpu")
+    reference = SpotFinder(exp, SpotFinderSettings(min_isigma=0), backend="cpu")
+    n_default = [len(default.find(im)) for im in frames]
+    n_reference = [len(reference.find(im)) for im in frames]
+    assert max(n_default) <= 2, n_default
+    if background >= 10:
+        assert min(n_reference) > 20, n_reference  # what --spot-min-isigma 0 (the reference) reports
 
 
 def test_saturated_peak_gives_one_spot():

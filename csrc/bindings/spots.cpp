@@ -102,6 +102,7 @@ void add_spots(py::module_& m) {
         .def_readwrite("sigma", &SpotFinderSettings::sigma)
         .def_readwrite("window_half", &SpotFinderSettings::window_half)
         .def_readwrite("min_pixels", &SpotFinderSettings::min_pixels)
+        .def_readwrite("min_isigma", &SpotFinderSettings::min_isigma)
         .def_readwrite("max_pixels", &SpotFinderSettings::max_pixels)
         .def_readwrite("high_resolution_A", &SpotFinderSettings::high_resolution_A)
         .def_readwrite("low_resolution_A", &SpotFinderSettings::low_resolution_A)

@@ -37,7 +37,7 @@ SpotFinderResult find_spots(const int32_t* image, const uint8_t* flags, int64_t 
         spots_detail::strong_pixels_cpu(image, flags, nx, ny, saturation, settings, sp);
     }
     SpotFinderResult out;
-    spots_detail::spots_from_strong_pixels(sp, nx, geom, settings, out);
+    spots_detail::spots_from_strong_pixels(sp, image, flags, nx, ny, saturation, geom, settings, out);
     return out;
 }
 

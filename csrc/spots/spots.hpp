@@ -17,7 +17,9 @@ struct SpotFinderSettings {
     int32_t photon_threshold = 10;  ///< --spot-threshold: a strong pixel has value >= this (photons)
     float sigma = 3.0f;             ///< --spot-sigma: (v - mean)^2 > sigma^2 * variance of the window
     int32_t window_half = 7;        ///< window (2w+1)^2 pixels, w in 1..10 (15 x 15); centre excluded
-    int32_t min_pixels = 2;         ///< a spot needs at least this many pixels
+    int32_t min_pixels = 2;         ///< --spot-min-pixels: a spot needs at least this many pixels
+    float min_isigma = 4.0f;        ///< --spot-min-isigma: a spot needs I / sigma(I) >= this, with I its
+                                    ///< background-subtracted sum (SpotIsigmaTerms); 0: no test (reference)
     int32_t max_pixels = 1000;      ///< and at most this many (bigger blobs are rejected)
     float high_resolution_A = 1.5f; ///< spots with d < this (Angstrom) are dropped; <= 0: no limit
     float low_resolution_A = 0.0f;  ///< spots with d > this (Angstrom) are dropped; <= 0: no limit
@@ -87,8 +89,10 @@ void strong_pixels_cpu(const int32_t* image, const uint8_t* flags, int64_t nx, i
 /// CUDA: the strong-pixel map (1/2/0) and the image statistics; only in a CUDA build.
 void strong_map_cuda(const int32_t* image, const uint8_t* flags, int64_t nx, int64_t ny, int32_t saturation,
                      const SpotFinderSettings& settings, uint8_t* map_out, StrongPixels& stats_out);
-/// Connected components (8-connected), centroids, filters, sorting: shared by both backends.
-void spots_from_strong_pixels(const StrongPixels& sp, int64_t nx, const DetectorGeometry& geom,
+/// Connected components (8-connected), centroids, filters, sorting: shared by both backends. The image and
+/// flags are read again (host memory) for the spot-level significance test when settings.min_isigma > 0.
+void spots_from_strong_pixels(const StrongPixels& sp, const int32_t* image, const uint8_t* flags, int64_t nx,
+                              int64_t ny, int32_t saturation, const DetectorGeometry& geom,
                               const SpotFinderSettings& settings, SpotFinderResult& out);
 } // namespace spots_detail
 

@@ -29,6 +29,8 @@ void validate(const SpotFinderSettings& s, int64_t nx, int64_t ny) {
         throw std::invalid_argument("spot finder: sigma must be >= 0");
     if (s.min_pixels < 1 || s.max_pixels < s.min_pixels)
         throw std::invalid_argument("spot finder: need 1 <= min_pixels <= max_pixels");
+    if (!(s.min_isigma >= 0) || !std::isfinite(s.min_isigma))
+        throw std::invalid_argument("spot finder: min_isigma must be a finite number >= 0");
     if (s.photon_threshold < 1)
         throw std::invalid_argument("spot finder: photon_threshold must be >= 1");
 }
@@ -167,7 +169,8 @@ void unite(std::vector<int64_t>& parent, int64_t a, int64_t b) {
 
 } // namespace
 
-void spots_from_strong_pixels(const StrongPixels& sp, int64_t nx, const DetectorGeometry& geom,
+void spots_from_strong_pixels(const StrongPixels& sp, const int32_t* image, const uint8_t* flags, int64_t nx,
+                              int64_t ny, int32_t saturation, const DetectorGeometry& geom,
                               const SpotFinderSettings& settings, SpotFinderResult& out) {
     const int64_t m = int64_t(sp.index.size());
     std::vector<int64_t> parent(m);
@@ -203,7 +206,10 @@ void spots_from_strong_pixels(const StrongPixels& sp, int64_t nx, const Detector
     struct Acc {
         double w = 0, wx = 0, wy = 0;
         int64_t n = 0;
+        SpotIsigmaTerms t;
     };
+    const bool isigma_test = settings.min_isigma > 0;
+    const int32_t sat_eff = effective_saturation(saturation);
     std::vector<int64_t> comp_of_root(m, -1);
     std::vector<Acc> acc;
     std::vector<int64_t> first;
@@ -222,6 +228,18 @@ void spots_from_strong_pixels(const StrongPixels& sp, int64_t nx, const Detector
         a.wx += wv * double(x);
         a.wy += wv * double(y);
         a.n += 1;
+        // the background of the pixel's window, read again (the same sums as the strong-pixel test)
+        if (isigma_test) {
+            if (sp.kind[i] == 2) {
+                a.t.saturated = true;
+            } else {
+                int64_t sum, sum2, n, n_bg;
+                double mean, var;
+                direct_window_sums(image, flags, nx, ny, x, y, settings.window_half, sat_eff, sum, sum2, n);
+                pixel_background(sp.value[i], sum, sum2, n, mean, var, n_bg);
+                spot_isigma_add(a.t, sp.value[i], mean, var, n_bg);
+            }
+        }
     }
 
     struct Cand {
@@ -233,6 +251,8 @@ void spots_from_strong_pixels(const StrongPixels& sp, int64_t nx, const Detector
     for (size_t c = 0; c < acc.size(); ++c) {
         const Acc& a = acc[c];
         if (a.n < settings.min_pixels || a.n > settings.max_pixels || !(a.w > 0))
+            continue;
+        if (!spot_significant(a.t, a.n, settings.min_isigma))
             continue;
         const double cx = a.wx / a.w, cy = a.wy / a.w;
         const double d = pixel_to_resolution(geom, cx, cy);

@@ -90,6 +90,61 @@ JFJOCH_HD void direct_window_sums(const int32_t* image, const uint8_t* flags, in
         }
 }
 
+/// Background of a strong pixel from the window sums of its (2w+1)^2 window INCLUDING the pixel itself (as
+/// strong_pixel_test gets them): mean and population variance of the n_bg other valid pixels. n_bg < 2
+/// leaves mean = var = 0.
+JFJOCH_HD void pixel_background(int32_t v, int64_t sum, int64_t sum2, int64_t n, double& mean, double& var,
+                                int64_t& n_bg) {
+    sum -= v;
+    sum2 -= int64_t(v) * v;
+    n_bg = n - 1;
+    mean = 0.0;
+    var = 0.0;
+    if (n_bg < 2)
+        return;
+    mean = double(sum) / double(n_bg);
+    // exact integers, then one division
+    var = double(n_bg * sum2 - sum * sum) / (double(n_bg) * double(n_bg));
+}
+
+/// Per-spot sums of the significance test, accumulated over the spot's strong pixels (spot_isigma_add):
+///     I = sum (v - m),   var(I) = sum max(v - m, 0) + sum var + N * sum var / n_bg
+/// with m, var, n_bg the background of each pixel's window (pixel_background) and N the spot's pixel
+/// count: Poisson variance of the signal, the background's own variance, and the error of the N
+/// background estimates (each from n_bg pixels). For Poisson counts var ~ m, so var(I) ~ sum v.
+struct SpotIsigmaTerms {
+    double signal = 0.0;      ///< sum (v - m), photons
+    double signal_var = 0.0;  ///< sum max(v - m, 0)
+    double bg_var = 0.0;      ///< sum var
+    double bg_mean_var = 0.0; ///< sum var / n_bg
+    bool saturated = false;   ///< the spot has a saturated pixel: significant whatever the sums say
+};
+
+/// Add one strong pixel (value v, its window background mean, var and n_bg) to a spot's sums.
+JFJOCH_HD void spot_isigma_add(SpotIsigmaTerms& t, int32_t v, double mean, double var, int64_t n_bg) {
+    const double s = double(v) - mean;
+    t.signal += s;
+    t.signal_var += s > 0 ? s : 0.0;
+    t.bg_var += var;
+    t.bg_mean_var += n_bg > 0 ? var / double(n_bg) : var;
+}
+
+/// I / sigma(I) of a spot of n_pixels pixels (INFINITY when it holds a saturated pixel or sigma is 0 with
+/// a positive signal).
+JFJOCH_HD double spot_isigma(const SpotIsigmaTerms& t, int64_t n_pixels) {
+    if (t.saturated)
+        return INFINITY;
+    const double var = t.signal_var + t.bg_var + double(n_pixels) * t.bg_mean_var;
+    if (!(var > 0))
+        return t.signal > 0 ? INFINITY : 0.0;
+    return t.signal / std::sqrt(var);
+}
+
+/// The spot-level significance test: I / sigma(I) >= min_isigma (min_isigma <= 0: every spot passes).
+JFJOCH_HD bool spot_significant(const SpotIsigmaTerms& t, int64_t n_pixels, double min_isigma) {
+    return !(min_isigma > 0) || spot_isigma(t, n_pixels) >= min_isigma;
+}
+
 /// Per-experiment flag of one pixel: mask, and resolution d (Angstrom) against [high, low] (<= 0: none).
 JFJOCH_HD uint8_t pixel_flag(bool masked, double d, double high_A, double low_A) {
     uint8_t f = masked ? uint8_t(kSpotPixelInvalid) : uint8_t(0);

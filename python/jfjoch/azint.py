@@ -140,7 +140,7 @@ class AzimuthalIntegrator:
         Args:
             experiment: geometry, mask (``detector.mask``, True = invalid) and saturation.
             n_bins: number of bins; default ``ceil((q_max - q_min) / 0.02)``.
-            q_min: lower edge of the first bin, 1/Å (with 2π); default 0.1.
+            q_min: lower edge of the first bin, 1/Å (with 2π); default 0.1 (0 when q_max is below that).
             q_max: upper edge of the last bin, 1/Å (with 2π); default q at the farthest detector corner.
             polarization_fraction: fraction polarised along lab +x; default ``experiment.beam``'s.
             solid_angle: apply the solid-angle correction.
@@ -151,10 +151,10 @@ class AzimuthalIntegrator:
         self._args = (experiment, n_bins, q_min, q_max, polarization_fraction)
         self._kwargs = {"solid_angle": solid_angle, "polarization": polarization, "backend": backend}
         det = experiment.detector
-        if q_min is None:
-            q_min = DEFAULT_Q_MIN
         if q_max is None:
             q_max = float(_core.azint_corner_q(experiment.core))
+        if q_min is None:  # a detector that sees only q < 0.1 (small, far) starts at 0
+            q_min = DEFAULT_Q_MIN if q_max > DEFAULT_Q_MIN else 0.0
         if not q_max > q_min:
             raise UsageError(
                 f"azimuthal integration: q_max ({q_max:.4g}) must exceed q_min ({q_min:.4g}) 1/Å"

@@ -18,6 +18,7 @@ from .experiment import cell_from_lattice
 
 __all__ = [
     "ConventionalCell",
+    "basis_matching_cell",
     "bravais_lattice",
     "conventional_candidates",
     "index_spots",
@@ -153,10 +154,14 @@ def _centring(P: np.ndarray, C: np.ndarray, ratio: int) -> str | None:
 
 
 def conventional_candidates(
-    lattice: np.ndarray, system: str, length_tol: float = 0.05, angle_tol_deg: float = 4.0
+    lattice: np.ndarray, system: str, length_tol: float = 0.05, angle_tol_deg: float = 4.0,
+    centrings: str | None = None,
 ) -> list[ConventionalCell]:
     """All conventional bases of ``system`` (cubic ... monoclinic; trigonal = hR on hexagonal axes) whose
-    metric matches the system within the tolerances, smallest volume first."""
+    metric matches the system within the tolerances, smallest volume first. ``centrings``: the centring
+    letters accepted (default: the standard ones of the system, e.g. P, C, I, F for orthorhombic; a space
+    group's own letter, e.g. A for A m m 2, can be asked for)."""
+    allowed = _ALLOWED[system] if centrings is None else centrings
     P = reduce_lattice(lattice)
     if system == "triclinic":
         return [ConventionalCell(P, "triclinic", "P", 1)]
@@ -203,7 +208,7 @@ def conventional_candidates(
         if cen == "R_reverse" and system == "trigonal":
             C = np.array([-C[0], -C[1], C[2]])
             cen = "R"
-        if cen is None or cen not in _ALLOWED[system]:
+        if cen is None or cen not in allowed:
             continue
         key = tuple(np.round(C, 3).ravel())
         if key in seen:
@@ -275,23 +280,101 @@ def space_group_setting(
     cen = sg.centring_type()
     if system == "trigonal" and cen != "R":
         system = "hexagonal"
-    cands = [c for c in conventional_candidates(lattice, system) if c.centring == cen]
-    if not cands:
-        return None, sg
+    cands = [c for c in conventional_candidates(lattice, system, centrings=cen) if c.centring == cen]
     if cell is None:
-        return min(cands, key=_standard_order_key), sg
+        return (min(cands, key=_standard_order_key) if cands else None), sg
     ref = tuple(float(x) for x in cell)
-    best = min(
-        cands,
-        key=lambda c: (
-            sum(abs(c.cell[i] - ref[i]) / ref[i] for i in range(3))
-            + sum(abs(c.cell[i] - ref[i]) for i in range(3, 6)) / 90.0
-        ),
-    )
-    rel, ang = _cell_mismatch(best.cell, ref)
-    if rel > length_tol or ang > angle_tol_deg:
+    if cands:
+        best = min(cands, key=lambda c: _cell_score(c.cell, ref))
+        rel, ang = _cell_mismatch(best.cell, ref)
+        if rel <= length_tol and ang <= angle_tol_deg:
+            return best, sg
+    # The given cell may be another valid setting of the group than the conventional (reduced-order) one, e.g.
+    # P1 with a = b > c, or P2 with beta < 90: look for a basis of the lattice with the given metric directly.
+    if not _cell_fits_group(ref, sg):
         return None, sg
-    return best, sg
+    C = basis_matching_cell(lattice, ref, cen, length_tol, angle_tol_deg)
+    if C is None:
+        return None, sg
+    ratio = round(abs(np.linalg.det(C)) / abs(np.linalg.det(reduce_lattice(lattice))))
+    return ConventionalCell(C, system, cen, ratio), sg
+
+
+def _cell_score(c: tuple, ref: tuple) -> float:
+    return sum(abs(c[i] - ref[i]) / ref[i] for i in range(3)) + sum(abs(c[i] - ref[i]) for i in range(3, 6)) / 90.0
+
+
+def _cell_fits_group(cell: tuple, sg: gemmi.SpaceGroup, tol: float = 0.02) -> bool:
+    """Whether the metric of ``cell`` (Å, degrees) is invariant, within ``tol`` (relative), under the rotations
+    of ``sg`` in its setting: the cell is a valid setting of the group (P1: any cell; P 1 2 1: alpha = gamma =
+    90; P 43 21 2: a = b, right angles ...)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        B = _basis_from_cell(*cell)
+    if not np.all(np.isfinite(B)):
+        return False
+    G = B @ B.T
+    for op in sg.operations().sym_ops:
+        R = np.array(op.rot, float) / op.DEN
+        if np.max(np.abs(R.T @ G @ R - G)) > tol * np.max(np.abs(G)):
+            return False
+    return True
+
+
+def basis_matching_cell(
+    lattice: np.ndarray,
+    cell: tuple,
+    centring: str = "P",
+    length_tol: float = 0.05,
+    angle_tol_deg: float = 3.0,
+    max_coef: int = 3,
+) -> np.ndarray | None:
+    """A right-handed basis (rows a, b, c, Å) of ``lattice`` (or of a centred superlattice with the
+    ``centring`` letter P, A, B, C, I, F or R) whose cell matches ``cell`` (a, b, c in Å, α, β, γ in degrees)
+    within ``length_tol`` (relative) and ``angle_tol_deg``; the closest one, None when there is none.
+
+    Any setting of the cell is found, not only the reduced or conventional one: the candidates are the lattice
+    vectors with coefficients up to ``max_coef`` in the reduced basis."""
+    P = reduce_lattice(lattice)
+    Vp = abs(np.linalg.det(P))
+    ref = tuple(float(x) for x in cell)
+    U = np.array([u for u in itertools.product(range(-max_coef, max_coef + 1), repeat=3) if any(u)])
+    V = U @ P
+    L = np.linalg.norm(V, axis=1)
+    first = U[np.arange(len(U)), np.argmax(U != 0, axis=1)] > 0  # one of +-v for the first vector
+
+    def near(length: float, mask=None) -> np.ndarray:
+        ok = np.abs(L - length) <= length_tol * length
+        return np.flatnonzero(ok if mask is None else ok & mask)
+
+    ia, ib, ic = near(ref[0], first), near(ref[1]), near(ref[2])
+    if not (len(ia) and len(ib) and len(ic)):
+        return None
+    cos_ab = (V[ia] @ V[ib].T) / np.outer(L[ia], L[ib])
+    cos_ac = (V[ia] @ V[ic].T) / np.outer(L[ia], L[ic])
+    cos_bc = (V[ib] @ V[ic].T) / np.outer(L[ib], L[ic])
+    ang_ab, ang_ac, ang_bc = (np.degrees(np.arccos(np.clip(x, -1, 1))) for x in (cos_ab, cos_ac, cos_bc))
+    best, best_score = None, np.inf
+    for i, j in zip(*np.nonzero(np.abs(ang_ab - ref[5]) <= angle_tol_deg), strict=True):
+        ks = np.flatnonzero((np.abs(ang_ac[i] - ref[4]) <= angle_tol_deg)
+                            & (np.abs(ang_bc[j] - ref[3]) <= angle_tol_deg))  # fmt: skip
+        for k in ks:
+            C = np.array([V[ia[i]], V[ib[j]], V[ic[k]]])
+            det = np.linalg.det(C)
+            if det < 0:
+                C = -C  # the same angles, right-handed
+            r = abs(det) / Vp
+            ratio = round(r)
+            if ratio < 1 or ratio > 4 or abs(r - ratio) > 1e-3:
+                continue
+            cen = _centring(P, C, ratio)
+            if cen == "R_reverse" and centring == "R":
+                C, cen = np.array([-C[0], -C[1], C[2]]), "R"
+            if cen != centring:
+                continue
+            score = _cell_score(cell_from_lattice(C), ref)
+            if score < best_score:
+                best, best_score = C, score
+    return best
 
 
 def _basis_from_cell(a, b, c, al, be, ga) -> np.ndarray:

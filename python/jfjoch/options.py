@@ -158,8 +158,10 @@ def _floats(text: str | Sequence[float], n: int, name: str) -> tuple[float, ...]
         vals = tuple(float(p) for p in parts)
     except (TypeError, ValueError):
         raise UsageError(f"{name}: expected {n} numbers separated by commas (got {text!r})") from None
-    if len(vals) != n or not all(math.isfinite(v) for v in vals):
-        raise UsageError(f"{name}: expected {n} finite numbers (got {len(vals)})")
+    if len(vals) != n:
+        raise UsageError(f"{name}: expected {n} numbers (got {len(vals)})")
+    if not all(math.isfinite(v) for v in vals):
+        raise UsageError(f"{name}: expected {n} finite numbers (got {', '.join(f'{v:g}' for v in vals)})")
     return vals
 
 
@@ -408,6 +410,23 @@ class SpotOptions(Options):
         panel="Spot finding",
         parse=float_range(0.0, None, open_low=True),
         help="High-resolution limit for spot finding, Å.",
+        optional_none=False,
+    )
+    spot_min_isigma: float = opt(
+        4.0,
+        "--spot-min-isigma",
+        panel="Spot finding",
+        parse=float_range(0.0, None),
+        help="Smallest I/sigma(I) of a spot (background-subtracted sum over its pixels); 0: no test, as the "
+        "reference jfjoch_process.",
+        optional_none=False,
+    )
+    spot_min_pixels: int = opt(
+        2,
+        "--spot-min-pixels",
+        panel="Spot finding",
+        parse=int_range(1, 1000),
+        help="Smallest spot, pixels.",
         optional_none=False,
     )
     max_spots: int = opt(

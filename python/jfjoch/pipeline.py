@@ -100,6 +100,8 @@ def make_stage_settings(options: ProcessOptions, experiment: Experiment, algorit
         spots=SpotFinderSettings(
             photon_threshold=math.ceil(options.spot_threshold),  # counts are integers
             sigma=float(options.spot_sigma),
+            min_isigma=float(options.spot_min_isigma),
+            min_pixels=int(options.spot_min_pixels),
             high_resolution_A=float(options.spot_high_resolution),
             max_spots=int(options.max_spots),
         ),

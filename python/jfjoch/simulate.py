@@ -162,6 +162,9 @@ class SimulationSettings:
     """PDB/mmCIF (structure factors by gemmi) or MTZ (intensity or amplitude column) for |F|²."""
     model_scale: float | None = None
     """Photons per unit |F|² for a model; default: scaled so the mean |F|² at 4-5 Å matches the Wilson set."""
+    crystal: bool = True
+    """False: no crystal in the beam, so no reflections: blank frames of background, water ring and noise
+    (e.g. the empty frames of a grid scan)."""
     background: float = 1.0
     """Constant background, photons per pixel (at the beam centre, before polarisation/solid angle)."""
     water_ring: float = 2.0
@@ -431,7 +434,7 @@ class Simulator:
                 target = s.photons_per_intensity * np.exp(-s.wilson_B / (2 * 4.5**2))
                 scale = target / F2[shell].mean() if shell.any() else 1.0
             I = F2 * scale
-        keep = I > 0
+        keep = I > 0 if s.crystal else np.zeros(len(I), bool)  # no crystal: no reflections at all
         self.reflections = ReflectionSet(hkl=hkl[keep], photons=I[keep])
         self.background_map = self._background()
         if s.mode == "rotation":

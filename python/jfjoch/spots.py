@@ -44,7 +44,10 @@ class SpotFinderSettings:
     window_half: int = 7
     """Half-size of the local square window, pixels (1..10): 7 -> 15 x 15, centre pixel excluded."""
     min_pixels: int = 2
-    """Smallest spot, pixels."""
+    """``--spot-min-pixels``: smallest spot, pixels."""
+    min_isigma: float = 4.0
+    """``--spot-min-isigma``: smallest I/σ(I) of a spot, I its background-subtracted sum over its pixels
+    (docs/spots.md); 0: no test (the reference's behaviour)."""
     max_pixels: int = 1000
     """Largest spot, pixels (bigger connected blobs are rejected)."""
     high_resolution_A: float = 1.5
@@ -65,6 +68,8 @@ class SpotFinderSettings:
             raise UsageError(f"spot finder: sigma must be >= 0, not {self.sigma}")
         if not 1 <= self.min_pixels <= self.max_pixels:
             raise UsageError("spot finder: need 1 <= min_pixels <= max_pixels")
+        if not (math.isfinite(self.min_isigma) and self.min_isigma >= 0):
+            raise UsageError(f"spot finder: min_isigma must be a finite number >= 0, not {self.min_isigma}")
 
     def to_core(self) -> _core.SpotFinderSettings:
         """The kernel's settings struct."""
@@ -73,6 +78,7 @@ class SpotFinderSettings:
         s.sigma = float(self.sigma)
         s.window_half = int(self.window_half)
         s.min_pixels = int(self.min_pixels)
+        s.min_isigma = float(self.min_isigma)
         s.max_pixels = int(self.max_pixels)
         s.high_resolution_A = float(self.high_resolution_A) if math.isfinite(self.high_resolution_A) else 0.0
         s.low_resolution_A = float(self.low_resolution_A) if math.isfinite(self.low_resolution_A) else 0.0

@@ -65,6 +65,7 @@ def _floats(value: str | None, n: int, name: str) -> tuple[float, ...] | None:
 @click.option("--background", type=float, default=1.0, show_default=True, help="Photons/pixel.")
 @click.option("--water-ring", type=float, default=2.0, show_default=True, help="Peak photons/pixel.")
 @click.option("--no-noise", is_flag=True, help="Write rint(expected photons), no Poisson noise.")
+@click.option("--no-crystal", is_flag=True, help="No crystal: blank frames (background, water ring, noise).")
 @click.option("--orientation", default=None, help="U as 9 numbers (row-major); default random.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", "-N", type=int, default=1, show_default=True, help="CPU threads (0 = all).")
@@ -95,6 +96,7 @@ def main(prefix: str, **o) -> None:
             "background": o["background"],
             "water_ring": o["water_ring"],
             "noise": not o["no_noise"],
+            "crystal": not o["no_crystal"],
             "threads": o["threads"],
             "backend": o["backend"],
         }

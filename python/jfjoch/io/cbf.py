@@ -9,6 +9,8 @@ Negative pixels (module gaps -1, bad pixels -2) become INT32_MIN (invalid).
 
 from __future__ import annotations
 
+import io
+import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,7 +23,14 @@ from jfjoch.io.nxmx import INT32_MIN, ImageIndexError, MissingFieldError
 
 __all__ = ["CbfDataset", "open_cbf", "parse_minicbf_header"]
 
-_NUM = r"([-+0-9.eE]+)"
+_NUM = r"([-+]?(?:[0-9.]+(?:[eE][-+]?[0-9]+)?|nan|inf(?:inity)?))"
+"""A header number: also nan / inf, so that such a value is reported as bad rather than as missing."""
+
+# header key -> the header's own name, for messages
+_NAMES = {"pixel_size_m": "Pixel_size", "distance_m": "Detector_distance", "beam_xy_px": "Beam_xy",
+          "wavelength_A": "Wavelength", "count_cutoff": "Count_cutoff", "polarization": "Polarization",
+          "thickness_m": "thickness", "start_angle_deg": "Start_angle",
+          "angle_increment_deg": "Angle_increment"}  # fmt: skip
 
 
 def parse_minicbf_header(text: str) -> dict[str, object]:
@@ -39,11 +48,35 @@ def parse_minicbf_header(text: str) -> dict[str, object]:
         "angle_increment_deg": rf"Angle_increment\s+{_NUM}\s*deg",
     }
     for key, pat in pats.items():
-        m = re.search(pat, text)
+        m = re.search(pat, text, re.IGNORECASE)
         if m:
-            vals = tuple(float(g) for g in m.groups())
+            try:
+                vals = tuple(float(g) for g in m.groups())
+            except ValueError:
+                raise InputError(f"miniCBF header: {_NAMES[key]} is not a number ({m.group(0)!r})") from None
             h[key] = vals if len(vals) > 1 else vals[0]
     return h
+
+
+def _check_raw_header(path: Path) -> None:
+    """Parse the header text of a (maybe compressed) CBF file without fabio: an InputError naming the bad
+    field when the header is what makes the file unreadable; nothing otherwise."""
+    import bz2
+    import gzip
+
+    try:
+        raw = path.read_bytes()
+        if path.name.lower().endswith(".bz2"):
+            raw = bz2.BZ2Decompressor().decompress(raw, 65536)
+        elif path.name.lower().endswith(".gz"):
+            raw = gzip.GzipFile(fileobj=io.BytesIO(raw)).read(65536)
+    except (OSError, EOFError, ValueError):
+        return
+    text = raw[:65536].split(b"\x0c\x1a\x04\xd5")[0].decode("latin-1")
+    try:
+        parse_minicbf_header(text)
+    except InputError as e:
+        raise InputError(f"{path}: {e}") from None
 
 
 class CbfDataset:
@@ -62,9 +95,18 @@ class CbfDataset:
             if not p.exists():
                 raise InputError(f"file not found: {p}")
         self.path = self.paths[0]
-        first = self._open(0)
+        try:
+            first = self._open(0)
+        except CorruptFrameError as e:
+            # the first file carries the geometry: a file that cannot be read is an input error; say which
+            # header field is at fault when that is why
+            _check_raw_header(self.path)
+            raise InputError(f"{self.path}: not a readable miniCBF image ({e.__cause__ or e})") from None
         self.ny, self.nx = (int(x) for x in first.data.shape)
-        header = parse_minicbf_header(str(first.header.get("_array_data.header_contents", "")))
+        try:
+            header = parse_minicbf_header(str(first.header.get("_array_data.header_contents", "")))
+        except InputError as e:
+            raise InputError(f"{self.path}: {e}") from None
         self.header = header
         self.experiment = self._experiment(header)
         self.n_images = len(self.paths)
@@ -81,11 +123,26 @@ class CbfDataset:
                           ("beam_xy_px", "Beam_xy"), ("wavelength_A", "Wavelength")):  # fmt: skip
             if key not in h:
                 raise MissingFieldError(f"{self.path}: miniCBF header lacks {name}")
-        psx, psy = h["pixel_size_m"]
+        def check(key: str, value: float, positive: bool = True) -> float:
+            if not math.isfinite(value) or (positive and value <= 0):
+                need = "a positive finite number" if positive else "a finite number"
+                raise InputError(f"{self.path}: miniCBF header {_NAMES[key]} must be {need} (got {value:g})")
+            return float(value)
+
+        psx, psy = (check("pixel_size_m", v) for v in h["pixel_size_m"])
         if not np.isclose(psx, psy):
-            raise InputError(f"{self.path}: non-square pixels are not supported")
+            raise InputError(f"{self.path}: non-square pixels are not supported (Pixel_size {psx:g} m x {psy:g} m)")
         pixel_mm = psx * 1e3
-        bx, by = (v - 0.5 for v in h["beam_xy_px"])  # corner origin -> pixel-centre origin
+        check("distance_m", h["distance_m"])
+        check("wavelength_A", h["wavelength_A"])
+        bx, by = (check("beam_xy_px", v, positive=False) - 0.5 for v in h["beam_xy_px"])  # corner -> pixel centre
+        for key in ("thickness_m", "polarization", "start_angle_deg", "angle_increment_deg"):
+            if key in h:
+                check(key, h[key], positive=False)
+        if "count_cutoff" in h:
+            check("count_cutoff", h["count_cutoff"])
+        if not 0.0 <= float(h.get("polarization", 0.99)) <= 1.0:
+            raise InputError(f"{self.path}: miniCBF header Polarization must be in [0, 1] (got {h['polarization']:g})")
         extra = {}
         if "thickness_m" in h:
             extra["sensor_thickness_mm"] = float(h["thickness_m"]) * 1e3

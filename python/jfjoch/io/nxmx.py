@@ -54,8 +54,11 @@ def to_int32(frame: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         np.copyto(out, a)
         return out
     if dt.kind == "i":
-        np.copyto(out, a, casting="unsafe")
-        out[a == np.iinfo(dt).min] = INT32_MIN
+        if dt.itemsize > 4:  # int64: clip rather than wrap (values beyond INT32_MAX are saturated)
+            np.copyto(out, np.clip(a, INT32_MIN, INT32_MAX), casting="unsafe")
+        else:
+            np.copyto(out, a, casting="unsafe")
+        out[a <= INT32_MIN if dt.itemsize > 4 else a == np.iinfo(dt).min] = INT32_MIN
     elif dt.kind == "u":
         info = np.iinfo(dt)
         if dt.itemsize >= 4:
@@ -120,7 +123,12 @@ def _vds_segments(master: h5py.File, vds: h5py.Dataset) -> list[_Segment] | None
             if not Path(src_name).exists():
                 raise InputError(f"{master.filename}: VDS source file '{vs.file_name}' is missing")
             if src_name not in files:
-                files[src_name] = master if vs.file_name == "." else h5py.File(src_name, "r")
+                try:
+                    files[src_name] = master if vs.file_name == "." else h5py.File(src_name, "r")
+                except OSError:
+                    # read through the VDS, an unreadable source would give fill values (zeros) silently
+                    why = _file_problem(master, src_name)
+                    raise InputError(f"{master.filename}: VDS source file '{vs.file_name}' {why}") from None
             src = files[src_name][vs.dset_name]
             (s0, *srest), (s1, *_) = _select_bounds(vs.src_space, src.shape)
             if list(vrest) != [0, 0] or list(srest) != [0, 0] or (v1 - v0) != (s1 - s0):
@@ -143,6 +151,28 @@ def _vds_segments(master: h5py.File, vds: h5py.Dataset) -> list[_Segment] | None
     return segs
 
 
+def _file_problem(master: h5py.File, file_name: str, dset_name: str | None = None) -> str:
+    """Why the linked file ``file_name`` (relative to the master's folder) or its dataset cannot be opened: a
+    short phrase ('is missing', 'is truncated (... of ... bytes)', ...) for the one-line error."""
+    import re
+
+    path = Path(file_name)
+    if not path.is_absolute():
+        path = Path(master.filename).parent / path
+    if not path.exists():
+        return "is missing"
+    try:
+        with h5py.File(path, "r") as g:
+            if dset_name is not None and not isinstance(g.get(dset_name), h5py.Dataset):
+                return f"has no dataset {dset_name}"
+    except OSError as e:
+        m = re.search(r"truncated file: eof = (\d+).*stored_eof = (\d+)", str(e))
+        if m:
+            return f"is truncated ({int(m.group(1))} of {int(m.group(2))} bytes)"
+        return "is not a readable HDF5 file"
+    return "cannot be opened"
+
+
 def _find_segments(f: h5py.File) -> list[_Segment]:
     data = f.get("/entry/data")
     if not isinstance(data, h5py.Group):
@@ -151,6 +181,10 @@ def _find_segments(f: h5py.File) -> list[_Segment]:
         try:
             dset = data["data"]
         except KeyError as e:
+            link = data.get("data", getlink=True)
+            if isinstance(link, h5py.ExternalLink):
+                why = _file_problem(f, link.filename, link.path)
+                raise InputError(f"{f.filename}: data file '{link.filename}' of /entry/data/data {why}") from e
             raise InputError(f"{f.filename}: /entry/data/data points to a missing file or dataset") from e
         if not isinstance(dset, h5py.Dataset) or dset.ndim != 3:
             raise InputError(f"{f.filename}: /entry/data/data is not an (N, ny, nx) image stack")
@@ -171,8 +205,10 @@ def _find_segments(f: h5py.File) -> list[_Segment]:
             dset = data[k]
         except KeyError as e:
             link = data.get(k, getlink=True)
-            target = getattr(link, "filename", k)
-            raise InputError(f"{f.filename}: data file '{target}' of /entry/data/{k} is missing") from e
+            if isinstance(link, h5py.ExternalLink):
+                why = _file_problem(f, link.filename, link.path)
+                raise InputError(f"{f.filename}: data file '{link.filename}' of /entry/data/{k} {why}") from e
+            raise InputError(f"{f.filename}: /entry/data/{k} points to a missing dataset") from e
         if not isinstance(dset, h5py.Dataset) or dset.ndim != 3:
             raise InputError(f"{f.filename}: /entry/data/{k} is not an (N, ny, nx) image stack")
         segs.append(_segment(dset, pos, dset.shape[0], 0))
@@ -190,10 +226,16 @@ class NXmxDataset:
         self._lock = threading.Lock()
         if not self.path.exists():
             raise InputError(f"file not found: {self.path}")
+        if self.path.is_dir():
+            raise InputError(f"{self.path}: is a directory, not an NXmx master file")
         try:
             self._file = h5py.File(self.path, "r")
         except OSError as e:
-            raise InputError(f"{self.path}: not a readable HDF5 file") from e
+            import re
+
+            m = re.search(r"truncated file: eof = (\d+).*stored_eof = (\d+)", str(e))
+            why = f"truncated ({int(m.group(1))} of {int(m.group(2))} bytes)" if m else "not a readable HDF5 file"
+            raise InputError(f"{self.path}: {why}") from e
         try:
             self._segments = _find_segments(self._file)
             first = self._segments[0].dset
@@ -203,6 +245,13 @@ class NXmxDataset:
             for s in self._segments:
                 if s.dset.shape[1:] != first.shape[1:]:
                     raise InputError(f"{self.path}: data blocks have different image sizes")
+                if s.dset.dtype.kind not in "iu" or s.dset.dtype.itemsize > 8:
+                    raise InputError(f"{self.path}: {s.dset.name} holds {s.dset.dtype} pixels; "
+                                     "integer pixels (int8 ... int64, uint8 ... uint64) are expected")  # fmt: skip
+            if self.n_images == 0:
+                raise InputError(f"{self.path}: {first.name} holds no images")
+            if self.ny < 1 or self.nx < 1:
+                raise InputError(f"{self.path}: {first.name} has empty images ({self.ny} x {self.nx} pixels)")
             self.image_numbers = np.arange(self.n_images, dtype=np.int64)
             self.experiment = read_experiment(self._file, self.ny, self.nx, self.dtype)
         except Exception:

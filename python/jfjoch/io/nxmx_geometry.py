@@ -25,7 +25,8 @@ import numpy as np
 from jfjoch.errors import InputError
 from jfjoch.experiment import Beam, Detector, Experiment, Goniometer
 
-__all__ = ["MissingFieldError", "default_saturation", "read_experiment", "write_experiment"]
+__all__ = ["DECTRIS_BEAM_CENTER_OFFSET_PX", "MissingFieldError", "default_saturation", "is_dectris_master",
+           "read_experiment", "write_experiment"]
 
 INT32_MAX = np.iinfo(np.int32).max
 
@@ -42,6 +43,26 @@ _ANGLE_UNITS = {"deg": 1.0, "degree": 1.0, "degrees": 1.0, "rad": 180.0 / np.pi,
                 "radians": 180.0 / np.pi}  # fmt: skip
 
 
+DECTRIS_BEAM_CENTER_OFFSET_PX = 0.5
+"""A DECTRIS master's beam_center_x/y (pixels) is measured from the outer corner of the first pixel, ours from
+its centre: ours = DECTRIS's - 0.5 (the same as the miniCBF Beam_xy; docs/conventions.md gives the evidence)."""
+
+
+def is_dectris_master(f: h5py.File) -> bool:
+    """A master written by DECTRIS's own software (SIMPLON API / filewriter): it records the detector firmware
+    (``detectorSpecific/eiger_fw_version``) or describes the detector as 'Dectris ...'. Jungfraujoch masters
+    (also of EIGER detectors) write neither."""
+    if isinstance(f.get(f"{_DET}/detectorSpecific/eiger_fw_version"), h5py.Dataset):
+        return True
+    desc = f.get(f"{_DET}/description")
+    if isinstance(desc, h5py.Dataset):
+        try:
+            return _text(desc).strip().lower().startswith("dectris")
+        except (TypeError, ValueError, IndexError):
+            return False
+    return False
+
+
 class MissingFieldError(InputError):
     """A field the reader needs (geometry, data) is absent from the master file."""
 
@@ -55,24 +76,33 @@ def _units(obj: h5py.Dataset) -> str | None:
     return str(np.asarray(u).ravel()[0] if np.ndim(u) else u).strip()
 
 
-def _scale(units: str | None, table: dict[str, float], default: str, what: str) -> float:
+def _where(ds: h5py.Dataset | h5py.Group) -> str:
+    """'<file>: <dataset path>', the prefix of every message about one field."""
+    return f"{ds.file.filename}: {ds.name}"
+
+
+def _scale(units: str | None, table: dict[str, float], default: str, ds: h5py.Dataset) -> float:
     key = (units or default).lower()
     if key not in table:
-        raise InputError(f"{what}: unknown units '{units}'")
+        raise InputError(f"{_where(ds)}: unknown units '{units}'")
     return table[key]
 
 
-def _length_mm(ds: h5py.Dataset, default_units: str) -> np.ndarray:
-    """Dataset value in mm, honouring its ``units`` attribute (default_units when it has none)."""
-    return np.asarray(ds[()], float) * _scale(_units(ds), _LENGTH_UNITS, default_units, ds.name) * 1e3
+def _values(ds: h5py.Dataset) -> np.ndarray:
+    """The dataset's values as a flat float array; an InputError naming the field when they are not numbers."""
+    try:
+        return np.atleast_1d(np.asarray(ds[()], float)).ravel()
+    except (TypeError, ValueError, OSError):
+        raise InputError(f"{_where(ds)} is not a number") from None
 
 
-def _wavelength_A(ds: h5py.Dataset) -> float:
-    return float(np.ravel(ds[()])[0]) * _scale(_units(ds), _LENGTH_UNITS, "angstrom", ds.name) * 1e10
+def _length_mm_per(ds: h5py.Dataset, default_units: str) -> float:
+    """Millimetres per unit of the dataset (its ``units`` attribute, default_units when it has none)."""
+    return _scale(_units(ds), _LENGTH_UNITS, default_units, ds) * 1e3
 
 
 def _angle_deg(ds: h5py.Dataset) -> np.ndarray:
-    return np.atleast_1d(np.asarray(ds[()], float)) * _scale(_units(ds), _ANGLE_UNITS, "deg", ds.name)
+    return _values(ds) * _scale(_units(ds), _ANGLE_UNITS, "deg", ds)
 
 
 def _first(f: h5py.File, paths: tuple[str, ...]) -> h5py.Dataset | None:
@@ -92,10 +122,16 @@ def _require(f: h5py.File, paths: tuple[str, ...], what: str) -> h5py.Dataset:
 
 def _vector_attr(ds: h5py.Dataset | None, default: tuple[float, float, float]) -> np.ndarray:
     v = None if ds is None else ds.attrs.get("vector")
-    v = np.asarray(default if v is None else v, float).ravel()
-    n = np.linalg.norm(v)
-    if v.size != 3 or n == 0:
-        raise InputError(f"{ds.name}: invalid 'vector' attribute")
+    if v is None:
+        return np.asarray(default, float)
+    try:
+        v = np.asarray(v, float).ravel()
+    except (TypeError, ValueError):
+        v = np.zeros(0)
+    n = float(np.linalg.norm(v)) if v.size == 3 else 0.0
+    if v.size != 3 or not math.isfinite(n) or n == 0:
+        raise InputError(f"{_where(ds)}: the 'vector' attribute must be 3 finite numbers, not all zero "
+                         f"(got {np.asarray(ds.attrs.get('vector')).tolist()})")  # fmt: skip
     return v / n
 
 
@@ -126,17 +162,19 @@ def _finite(f: h5py.File, what: str, value: float, positive: bool = False) -> fl
 
 
 def _scalar(ds: h5py.Dataset) -> float:
-    try:
-        return float(np.ravel(np.asarray(ds[()], float))[0])
-    except (TypeError, ValueError, IndexError):
-        raise InputError(f"{ds.file.filename}: {ds.name} is not a number") from None
+    v = _values(ds)
+    if v.size == 0:
+        raise InputError(f"{_where(ds)} is empty")
+    return float(v[0])
 
 
 def read_experiment(f: h5py.File, ny: int, nx: int, dtype: np.dtype | None = None) -> Experiment:
     """The experiment described by an open NXmx file whose images are (ny, nx) of ``dtype``.
 
-    The detector plane is placed so that the direct beam (+z) meets it at the file's beam centre (pixel
-    centres at integers) at the file's distance along its normal (docs/conventions.md).
+    The detector plane is placed so that the direct beam (+z) meets it at the file's beam centre at the file's
+    distance along its normal (docs/conventions.md). Jungfraujoch masters give the beam centre with pixel
+    centres at integers, as jfjoch does; DECTRIS masters (:func:`is_dectris_master`) from the outer corner of
+    the first pixel, so 0.5 px is subtracted from theirs.
     """
     wl_paths = (
         "/entry/instrument/beam/incident_wavelength",
@@ -145,17 +183,17 @@ def read_experiment(f: h5py.File, ny: int, nx: int, dtype: np.dtype | None = Non
     )
     wl = _require(f, wl_paths, "incident_wavelength")
     wavelength = _finite(f, "incident_wavelength", _scalar(wl) * _scale(_units(wl), _LENGTH_UNITS, "angstrom",
-                                                                       wl.name) * 1e10, positive=True)  # fmt: skip
+                                                                       wl) * 1e10, positive=True)  # fmt: skip
     px = _require(f, (f"{_DET}/x_pixel_size",), "x_pixel_size")
-    pixel_mm = _finite(f, "x_pixel_size", float(np.ravel(_length_mm(px, "m"))[0]), positive=True)
+    pixel_mm = _finite(f, "x_pixel_size", _scalar(px) * _length_mm_per(px, "m"), positive=True)
     py_ = _first(f, (f"{_DET}/y_pixel_size",))
     if py_ is not None:
-        py_mm = _finite(f, "y_pixel_size", float(np.ravel(_length_mm(py_, "m"))[0]), positive=True)
+        py_mm = _finite(f, "y_pixel_size", _scalar(py_) * _length_mm_per(py_, "m"), positive=True)
         if not np.isclose(py_mm, pixel_mm, rtol=1e-6):
             raise InputError(f"{f.filename}: non-square pixels are not supported "
                              f"(x_pixel_size {pixel_mm:g} mm, y_pixel_size {py_mm:g} mm)")  # fmt: skip
     dist = _require(f, (f"{_DET}/detector_distance", f"{_DET}/distance"), "detector_distance")
-    distance_mm = _finite(f, "detector_distance", float(np.ravel(_length_mm(dist, "m"))[0]), positive=True)
+    distance_mm = _finite(f, "detector_distance", _scalar(dist) * _length_mm_per(dist, "m"), positive=True)
     centre = []
     for name in ("beam_center_x", "beam_center_y"):
         ds = _require(f, (f"{_DET}/{name}",), name)
@@ -163,16 +201,20 @@ def read_experiment(f: h5py.File, ny: int, nx: int, dtype: np.dtype | None = Non
         u = (_units(ds) or "pixel").lower()
         if u not in ("pixel", "pixels", "px"):
             # a beam centre given as a length: convert to pixels
-            v *= _scale(u, _LENGTH_UNITS, "m", ds.name) * 1e3 / pixel_mm
+            v *= _scale(u, _LENGTH_UNITS, "m", ds) * 1e3 / pixel_mm
         centre.append(_finite(f, name, v))
     bx, by = centre
+    if is_dectris_master(f):
+        # DECTRIS measures the beam centre from the outer corner of the first pixel (docs/conventions.md)
+        bx, by = bx - DECTRIS_BEAM_CENTER_OFFSET_PX, by - DECTRIS_BEAM_CENTER_OFFSET_PX
     fast = _vector_attr(_first(f, (f"{_DET}/detector_module/fast_pixel_direction",
                                    f"{_DET}/module/fast_pixel_direction")), (1.0, 0.0, 0.0))  # fmt: skip
     slow = _vector_attr(_first(f, (f"{_DET}/detector_module/slow_pixel_direction",
                                    f"{_DET}/module/slow_pixel_direction")), (0.0, 1.0, 0.0))  # fmt: skip
     normal = np.cross(fast, slow)
     if np.linalg.norm(normal) < 1e-6 or abs(normal[2]) < 1e-6:
-        raise InputError(f"{f.filename}: the detector's fast and slow directions must span a plane the beam crosses")
+        raise InputError(f"{f.filename}: the detector's fast_pixel_direction {fast.tolist()} and "
+                         f"slow_pixel_direction {slow.tolist()} must span a plane the beam crosses")  # fmt: skip
 
     mask = None
     pm = _first(f, (f"{_DET}/detectorSpecific/pixel_mask", f"{_DET}/pixel_mask"))
@@ -196,7 +238,9 @@ def read_experiment(f: h5py.File, ny: int, nx: int, dtype: np.dtype | None = Non
         extra["sensor_material"] = _text(mat)
     th = _first(f, (f"{_DET}/sensor_thickness",))
     if th is not None:
-        extra["sensor_thickness_mm"] = float(np.ravel(_length_mm(th, "m"))[0])
+        extra["sensor_thickness_mm"] = _scalar(th) * _length_mm_per(th, "m")
+        if not math.isfinite(extra["sensor_thickness_mm"]) or extra["sensor_thickness_mm"] < 0:
+            raise InputError(f"{_where(th)} must be a finite length >= 0 (got {extra['sensor_thickness_mm']:g} mm)")
     detector = Detector(nx=nx, ny=ny, pixel_mm=pixel_mm, origin_mm=np.zeros(3), fast=fast, slow=slow, mask=mask,
                         saturation=saturation, **extra).with_beam(bx, by, distance_mm)  # fmt: skip
     pol = 0.99
@@ -208,7 +252,7 @@ def read_experiment(f: h5py.File, ny: int, nx: int, dtype: np.dtype | None = Non
     bandwidth = 0.0
     bw_ds = _first(f, ("/entry/instrument/beam/incident_wavelength_spread",))
     if bw_ds is not None:
-        spread = _scalar(bw_ds) * _scale(_units(bw_ds), _LENGTH_UNITS, "angstrom", bw_ds.name) * 1e10
+        spread = _scalar(bw_ds) * _scale(_units(bw_ds), _LENGTH_UNITS, "angstrom", bw_ds) * 1e10
         if math.isfinite(spread) and spread >= 0:
             bandwidth = spread / wavelength
     beam = Beam(wavelength_A=wavelength, polarization_fraction=pol, bandwidth=bandwidth)
@@ -231,7 +275,8 @@ def _goniometer(f: h5py.File) -> Goniometer | None:
         "/entry/sample/goniometer/omega_range_average",
     )
     inc_ds = _first(f, inc_paths)
-    increment = float(_angle_deg(inc_ds)[0]) if inc_ds is not None else float(angles[1] - angles[0])
+    increment = (_scalar(inc_ds) * _scale(_units(inc_ds), _ANGLE_UNITS, "deg", inc_ds) if inc_ds is not None
+                 else float(angles[1] - angles[0]))  # fmt: skip
     if not math.isfinite(increment) or increment == 0:
         raise InputError(f"{f.filename}: the omega increment must be a non-zero finite angle (got {increment:g})")
     axis = _vector_attr(om, (1.0, 0.0, 0.0))
@@ -261,20 +306,24 @@ def _space_group(f: h5py.File) -> int | None:
     sg = _first(f, ("/entry/sample/space_group", "/entry/sample/space_group_number"))
     if sg is None:
         return None
+    import gemmi
+
     v = sg[()]
     if isinstance(v, np.ndarray):
-        v = v.ravel()[0]
+        v = v.ravel()[0] if v.size else ""
     if isinstance(v, (bytes, str)):
-        s = v.decode() if isinstance(v, bytes) else v
-        if s.strip().isdigit():
-            return int(s)
-        import gemmi
-
-        g = gemmi.find_spacegroup_by_name(s.strip())
-        if g is None:
-            raise InputError(f"{f.filename}: unknown space group '{s}'")
-        return int(g.number)
-    return int(v)
+        text = (v.decode(errors="replace") if isinstance(v, bytes) else v).strip()
+        g = gemmi.find_spacegroup_by_number(int(text)) if text.isdigit() else gemmi.find_spacegroup_by_name(text)
+    else:
+        try:
+            number = float(v)
+        except (TypeError, ValueError):
+            number = math.nan
+        g = gemmi.find_spacegroup_by_number(int(number)) if number.is_integer() and 1 <= number <= 230 else None
+        text = str(v)
+    if g is None:
+        raise InputError(f"{_where(sg)}: unknown space group '{text}' (a number 1-230 or a Hermann-Mauguin symbol)")
+    return int(g.number)
 
 
 # ---------------------------------------------------------------------------------------------- write
