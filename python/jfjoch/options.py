@@ -31,6 +31,7 @@ __all__ = [
     "PARTIALITY_MODELS",
     "REFINE_MODES",
     "SCALING_OUTPUTS",
+    "ClusterOptions",
     "ImageOptions",
     "IndexingOptions",
     "IntegrationOptions",
@@ -698,9 +699,50 @@ class ScalingOptions(Options):
         return bool(self.scale_merge or self.reference_mtz is not None)
 
 
+def _dask_address(name: str, v: Any) -> str:
+    from .cluster import parse_dask_address
+
+    t = to_text(name, v)
+    parse_dask_address(t)
+    return t
+
+
+@dataclass(frozen=True)
+class ClusterOptions(Options):
+    """Running the per-image pass on a Dask cluster (docs/cluster.md)."""
+
+    dask: str | None = opt(
+        None,
+        "--dask",
+        panel="Cluster",
+        parse=_dask_address,
+        metavar="ADDRESS",
+        help="Run the per-image pass on a Dask cluster: a scheduler address (tcp://host:8786) or local:N "
+        "(N worker processes on this machine). Needs jfjoch[cluster].",
+    )
+    shard_size: int | None = opt(
+        None,
+        "--shard-size",
+        panel="Cluster",
+        parse=int_range(1, 100000),
+        help="Images per Dask task (default: about 4 shards per worker, at least 8 images).",
+    )
+
+    def _check(self) -> None:
+        if self.shard_size is not None and self.dask is None:
+            raise UsageError("--shard-size needs --dask")
+
+
 @dataclass(frozen=True)
 class ProcessOptions(
-    ScalingOptions, IntegrationOptions, IndexingOptions, SymmetryOptions, SpotOptions, ImageOptions, RunOptions
+    ClusterOptions,
+    ScalingOptions,
+    IntegrationOptions,
+    IndexingOptions,
+    SymmetryOptions,
+    SpotOptions,
+    ImageOptions,
+    RunOptions,
 ):
     """Every option of `jfjoch_process` / :func:`jfjoch.process`."""
 

@@ -199,7 +199,15 @@ def process(
                                        source=str(master_path), options=_options_attrs(opts))  # fmt: skip
             except ProcessingError as e:
                 raise UsageError(str(e)) from None
+        runner = None
         try:
+            if opts.dask is not None:
+                from .cluster import DaskRunner, parse_dask_address
+
+                runner = DaskRunner(parse_dask_address(opts.dask), summary.notes)
+                summary.notes.append(runner.describe() if opts.verbose else
+                                     f"dask: {len(runner.workers)} worker(s) at {opts.dask}")  # fmt: skip
+            source = _absolute_source(master_path)
             with ThreadPoolExecutor(max_workers=threads) as pool:
                 timing["setup"] = time.perf_counter() - t_start
                 t0 = time.perf_counter()
@@ -214,8 +222,12 @@ def process(
                 t0 = time.perf_counter()
                 worker = ImageWorker(plan)
                 images = []
-                window = 2 * threads + 2
-                for done, r in enumerate(_ordered(pool, lambda n: worker.run(ds, n), numbers, window), 1):
+                if runner is not None:
+                    runner.check_source(source)
+                    results = runner.run(plan, source, numbers, opts.shard_size)
+                else:
+                    results = _ordered(pool, lambda n: worker.run(ds, n), numbers, 2 * threads + 2)
+                for done, r in enumerate(results, 1):
                     if writer is not None:
                         writer.append(r)
                     images.append(r.summary())
@@ -256,6 +268,9 @@ def process(
             if writer is not None:
                 writer.abort()
             raise
+        finally:
+            if runner is not None:
+                runner.close()
     timing["total"] = time.perf_counter() - t_start
     failed = [im for im in images if not im.ok]
     if images and len(failed) == len(images):
@@ -348,6 +363,13 @@ def _check_not_an_input(out_path: Path, ds) -> None:
                 same = os.path.samefile(f, out_path)
         if same:
             raise UsageError(f"the output {out_path} would overwrite the input file {f}: choose another -o prefix")
+
+
+def _absolute_source(path):
+    """The input as the workers of a cluster open it: absolute paths (their working directory differs)."""
+    if isinstance(path, (list, tuple)):
+        return [str(Path(p).resolve()) for p in path]
+    return str(Path(path).resolve())
 
 
 def _resolve_integration(plan: Plan) -> Plan:
