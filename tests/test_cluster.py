@@ -15,11 +15,11 @@ import pytest
 
 pytest.importorskip("dask.distributed")
 
-from jfjoch.cli.process import main  # noqa: E402
-from jfjoch.cluster import parse_dask_address, process_shard  # noqa: E402
-from jfjoch.errors import UsageError  # noqa: E402
+from jfjoch.cli.process import main
+from jfjoch.cluster import parse_dask_address, process_shard
+from jfjoch.errors import UsageError
 
-from .conftest import shared  # noqa: E402
+from .conftest import shared
 
 STILLS = ["-X", "ffbidx", "-C", "79.3,79.3,37.8,90,90,90", "-S", "96"]
 
