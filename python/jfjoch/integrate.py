@@ -71,12 +71,15 @@ def integrate(
     *,
     image_number: int = 0,
     indexed_hkl: np.ndarray | None = None,
+    pixelrefine=None,
 ) -> tuple[ReflectionTable, IntegrationCounts, float]:
     """Integrate the predicted reflections of one image.
 
     image: (ny, nx) int32 counts; experiment: mask and saturation; predicted: positions, hkl, partiality, lp;
     image_number: written to the table; indexed_hkl: (m, 3) hkl of the spots indexed on this image (flagged
-    INDEXED_SPOT). Returns (reflections, counts, profile width in px or NaN).
+    INDEXED_SPOT); pixelrefine: :class:`jfjoch.pixelrefine.PixelRefineSettings` for ``-r pixelrefine`` (the
+    intensities and partialities then come from the reference-driven pixel model; its per-image parameters are
+    the returned counts' ``pixelrefine``). Returns (reflections, counts, profile width in px or NaN).
     """
     st = settings or IntegrationSettings()
     counts = IntegrationCounts(predicted=len(predicted))
@@ -109,6 +112,19 @@ def integrate(
         sig[fitted] = np.asarray(out.sigma_prf)[fitted]
         flags[summed & ~fitted] |= np.uint32(ReflectionFlag.PROFILE_FAILED)
         counts.profile_fitted = int(np.count_nonzero(fitted))
+    partiality = np.asarray(predicted.partiality, float)
+    if pixelrefine is not None:
+        from .pixelrefine import pixelrefine_image
+
+        pr = pixelrefine_image(image, experiment, predicted, np.asarray(out.background), np.asarray(out.n_background),
+                               summed, float(st.kernel().r1), pixelrefine)  # fmt: skip
+        counts.pixelrefine = pr
+        if pr.ok:
+            I = np.where(pr.fitted, pr.I, I)
+            sig = np.where(pr.fitted, pr.sigma, sig)
+            partiality = pr.partiality
+            flags[pr.fitted] |= np.uint32(ReflectionFlag.PROFILE_FITTED)
+            counts.profile_fitted = int(np.count_nonzero(pr.fitted & summed))
     keep = summed & np.isfinite(I) & np.isfinite(sig) & (sig > 0)
     counts.integrated = int(np.count_nonzero(keep))
     rotation = np.isfinite(predicted.phi)
@@ -131,7 +147,7 @@ def integrate(
         y=predicted.y[keep],
         d=predicted.d[keep],
         phi=predicted.phi[keep],
-        partiality=predicted.partiality[keep],
+        partiality=partiality[keep],
         lp=predicted.lp[keep],
         background=np.asarray(out.background)[keep],
         flags=flags[keep],

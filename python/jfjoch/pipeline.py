@@ -166,8 +166,6 @@ def process(
         raise UsageError(f"options must be a ProcessOptions (got {type(options).__name__})")
     base = options or ProcessOptions()
     opts = ProcessOptions.from_kwargs(**{**base.as_dict(), **overrides}).validate()
-    if opts.refine == "pixelrefine":
-        raise UsageError("-r pixelrefine is not available in this version")
     t_start = time.perf_counter()
     timing: dict[str, float] = {}
     progress = progress or (lambda stage, done, total: None)
@@ -185,6 +183,16 @@ def process(
         if algo == "ffbidx" and exp_in.unit_cell is None:
             raise UsageError("-X ffbidx needs a unit cell (-C a,b,c,alpha,beta,gamma, or one stored in the file)")
         stages = make_stage_settings(opts, exp_in, algo)
+        if opts.refine == "pixelrefine":
+            if opts.rotation_mode:
+                raise UsageError("-r pixelrefine integrates stills; rotation data (-R ...) cannot use it")
+            if exp_in.space_group is None:
+                raise UsageError("-r pixelrefine needs the space group of the reference (-S)")
+            from .pixelrefine import PixelRefineSettings, ReferenceIntensities
+
+            ref = ReferenceIntensities.from_mtz(opts.reference_mtz, int(exp_in.space_group))
+            stages = replace(stages, pixelrefine=PixelRefineSettings(reference=ref),
+                             integration=replace(stages.integration, method="sum"))
         summary = IndexingSummary(algorithm=algo)
         summary.backend, summary.notes = _backend_notes(algo, opts.rotation_mode)
         out_path = Path(f"{opts.output_prefix}_process.h5")

@@ -33,6 +33,8 @@ class IntegrationCounts:
     """Signal disc leaves the detector."""
     overlapped: int = 0
     saturated: int = 0
+    pixelrefine: object | None = None
+    """``-r pixelrefine``: the image's :class:`jfjoch.pixelrefine.PixelRefineResult` (not counted)."""
 
     FIELDS = ("predicted", "integrated", "profile_fitted", "dropped_masked", "dropped_background", "dropped_edge",
               "overlapped", "saturated")  # fmt: skip
@@ -72,6 +74,8 @@ class ImageResult:
     """Rotation: mosaicity used for this image's partialities (degrees); stills: NaN."""
     profile_width: float = float("nan")
     """RMS radius of the learned spot profile (px); NaN when no profile was learned."""
+    pixelrefine: tuple[float, float, float, float] | None = None
+    """``-r pixelrefine``: the image's fitted (G, B Å², spot width px, partiality width 1/Å)."""
     counts: IntegrationCounts = field(default_factory=IntegrationCounts)
     reflections: ReflectionTable = field(default_factory=ReflectionTable.empty)
 

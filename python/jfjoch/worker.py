@@ -56,6 +56,8 @@ class StageSettings:
     refine: RefineSettings = field(default_factory=RefineSettings)
     prediction: PredictionSettings = field(default_factory=PredictionSettings)
     integration: IntegrationSettings = field(default_factory=IntegrationSettings)
+    pixelrefine: object | None = None
+    """``-r pixelrefine``: :class:`jfjoch.pixelrefine.PixelRefineSettings` (stills), else None."""
 
 
 @dataclass(frozen=True)
@@ -163,8 +165,12 @@ class ImageWorker:
         r.profile_radius = R0
         pred = predict_still(exp_i, A, R0, st.prediction)
         r.reflections, r.counts, r.profile_width = integrate(
-            image, exp_i, pred, st.integration, image_number=r.number, indexed_hkl=hkl[indexed]
+            image, exp_i, pred, st.integration, image_number=r.number, indexed_hkl=hkl[indexed],
+            pixelrefine=st.pixelrefine,
         )
+        pr = r.counts.pixelrefine
+        if pr is not None and pr.ok:
+            r.pixelrefine = (pr.scale, pr.b_factor, pr.width_px, pr.partiality_width)
 
     # ------------------------------------------------------------------------------------ rotation
     def _rotation_image(self, r: ImageResult, image: np.ndarray) -> None:

@@ -216,6 +216,9 @@ class ProcessWriter:
         self._ds(integ, "refinedBeamY", (), np.float32, "pixel")
         self._ds(integ, "refinedDistance", (), np.float32, "mm")
         self._ds(integ, "refinementRms", (), np.float32, "pixel")
+        for name, units in (("pixelrefineScale", None), ("pixelrefineB", "angstrom^2"),
+                            ("pixelrefineWidth", "pixel"), ("pixelrefinePartialityWidth", "1/angstrom")):
+            self._ds(integ, name, (), np.float32, units)
         az = entry.create_group("azint")
         self._ds(az, "profile", (B,), np.float32, "photons/pixel", chunk_rows=max(1, min(256, (1 << 16) // B)),
                  compress=True)  # fmt: skip
@@ -329,6 +332,11 @@ class ProcessWriter:
             put(ig["refinedBeamY"], beam[:, 1], n0)
             put(ig["refinedDistance"], beam[:, 2], n0)
             put(ig["refinementRms"], np.array([im.refine_rms_px for im in ims], np.float32), n0)
+            prv = np.array([im.pixelrefine if im.pixelrefine is not None else (np.nan,) * 4 for im in ims],
+                           np.float32).reshape(k, 4)  # fmt: skip
+            for j, name in enumerate(("pixelrefineScale", "pixelrefineB", "pixelrefineWidth",
+                                      "pixelrefinePartialityWidth")):
+                put(ig[name], prv[:, j], n0)
             prof = np.full((k, self.n_bins), np.nan, np.float32)
             for i, im in enumerate(ims):
                 if im.profile is not None and len(im.profile) == self.n_bins:
