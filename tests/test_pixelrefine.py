@@ -38,7 +38,7 @@ def test_recovers_the_model_of_a_synthetic_still():
     yy, xx = np.mgrid[0:ny, 0:nx]
     img = np.full((ny, nx), bg)
     for a, x, y in zip(amp, pred.x, pred.y):
-        x0, y0 = int(round(x)), int(round(y))
+        x0, y0 = int(np.rint(x)), int(np.rint(y))
         sl = np.s_[max(y0 - 8, 0):y0 + 9, max(x0 - 8, 0):x0 + 9]
         g = np.exp(-((xx[sl] - x) ** 2 + (yy[sl] - y) ** 2) / (2 * w * w))
         disc = (xx[sl] - x) ** 2 + (yy[sl] - y) ** 2 <= 5.5**2
