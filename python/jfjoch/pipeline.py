@@ -466,7 +466,8 @@ def _rotation_plan(ds, exp: Experiment, opts: ProcessOptions, stages: StageSetti
     mos_numbers = first[max(0, mid - MOSAICITY_IMAGES // 2): max(0, mid - MOSAICITY_IMAGES // 2) + MOSAICITY_IMAGES]
     mosaicity = None
     if stages.integration.method != "none":
-        mosaicity = estimate_mosaicity(exp, A0, mos_numbers, ds.read_image, stages.integration, stages.prediction)
+        mosaicity = estimate_mosaicity(exp, A0, mos_numbers, ds.read_image, stages.integration, stages.prediction,
+                                       pool=pool)
     if mosaicity is None:
         mosaicity = DEFAULT_MOSAICITY_DEG
         if stages.integration.method != "none":

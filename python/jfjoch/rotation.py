@@ -226,6 +226,7 @@ def estimate_mosaicity(
     integration_settings,
     prediction_settings,
     min_isigma: float = 8.0,
+    pool=None,
 ) -> float | None:
     """Mosaicity (Gaussian sigma, degrees) of a sweep from consecutive images ``numbers`` (read one at a time
     with ``read_image(number)``): predict with a generous mosaicity, integrate each image by summation, and
@@ -233,7 +234,8 @@ def estimate_mosaicity(
     from either end), compare the fractions I_i / sum(I) it left on the images with the Gaussian rocking
     model Phi((hi - w)/(m L)) - Phi((lo - w)/(m L)) normalised over the same images. The m that fits best
     (least squares over a log grid, refined by a parabola through the best three) is returned; None with
-    fewer than 20 usable reflections."""
+    fewer than 20 usable reflections. ``pool``: an executor to integrate the images in parallel (the result
+    does not depend on it)."""
     from dataclasses import replace
 
     from scipy.special import ndtr
@@ -255,19 +257,22 @@ def estimate_mosaicity(
     mask = None if det.mask is None else np.ascontiguousarray(det.mask, np.uint8)
     sat = int(det.saturation) if det.saturation is not None else np.iinfo(np.int32).max
     kset = integration_settings.kernel()
-    cols = []  # per image: event, image, I, sigma, phi (deg), Lorentz factor
-    for num in numbers:
+    def one(num: int):
+        """(event, image, I, sigma, phi (deg), Lorentz factor) of the summed predictions of one image."""
         try:
             img = read_image(num)
         except CorruptFrameError:
-            continue
+            return None
         p = pred.predict(num)
         if not len(p):
-            continue
+            return None
         out = integrate_image(np.ascontiguousarray(img, np.int32), mask, sat, p.x, p.y, kset, profile=False)
         ok = ((np.asarray(out.flags) & KernelFlag.SUMMED) != 0) & np.isfinite(out.I_sum)
-        cols.append(np.stack([p.event[ok], np.full(ok.sum(), num), out.I_sum[ok], out.sigma_sum[ok], p.phi[ok],
-                              1.0 / np.maximum(p.zeta[ok], 1e-9)], 1))  # fmt: skip
+        return np.stack([p.event[ok], np.full(ok.sum(), num), out.I_sum[ok], out.sigma_sum[ok], p.phi[ok],
+                         1.0 / np.maximum(p.zeta[ok], 1e-9)], 1)  # fmt: skip
+
+    mapped = pool.map(one, numbers) if pool is not None else map(one, numbers)
+    cols = [c for c in mapped if c is not None]
     if not cols:
         return None
     arr = np.concatenate(cols)
