@@ -216,10 +216,20 @@ void refine_residuals(const RefineProblem& p, const double* q, double* out) {
         double* r = out + stride * i;
         bool ok = true;
         double w = 0.0;
+        double at = 0.0, zeta = 1.0;
         if (p.rotation) {
             ok = nearest_diffraction_angle(g, s, p.angle[i], w);
-            if (ok)
-                s = rotate(s, g.gonio.axis, w);
+            if (ok) {
+                // the spot is recorded at the angle of its image closest to w (w itself when inside the
+                // frame)
+                const double half = 0.5 * inc;
+                at = w < p.angle[i] - half ? p.angle[i] - half
+                                           : (w > p.angle[i] + half ? p.angle[i] + half : w);
+                zeta = 1.0 / rotation_lorentz(g, rotate(s, g.gonio.axis, w), 1.0e6);
+                // near the spindle the rocking curve spans many degrees: position and angle are not reliable
+                ok = zeta >= kRefineMinZeta;
+                s = rotate(s, g.gonio.axis, at);
+            }
         }
         double x = NAN, y = NAN;
         if (ok)
@@ -231,10 +241,10 @@ void refine_residuals(const RefineProblem& p, const double* q, double* out) {
         }
         r[0] = x - p.x[i];
         r[1] = y - p.y[i];
-        // angle residual scaled by zeta = 1/L: the Ewald offset the angle error stands for. Reflections near
-        // the spindle (large L) are seen far from their diffraction angle and must not pull the solution.
+        // angle residual: how far the diffraction angle lies outside the image's frame (0 inside), scaled by
+        // zeta = 1/L, i.e. the Ewald offset it stands for
         if (p.rotation)
-            r[2] = inc > 0 ? p.angle_weight * (w - p.angle[i]) / (inc * rotation_lorentz(g, s, 1.0e6)) : 0.0;
+            r[2] = inc > 0 ? p.angle_weight * (w - at) * zeta / inc : 0.0;
     }
 }
 

@@ -11,9 +11,11 @@
 //    symmetry;
 //  - stills: the spot of hkl is where the ray along A h + s0 meets the detector; residuals dx, dy (px);
 //  - rotation: A is the crystal at omega = 0; hkl diffracts at the angle w_c nearest the observation's
-//    angle (closed form), its spot is at R(axis, w_c) A h; residuals dx, dy (px) and
-//    angle_weight * zeta * (w_c - w_obs) / |increment| (frames scaled to pixels; zeta = 1/L, so the angle
-//    error counts as the Ewald offset it stands for and reflections near the spindle do not dominate).
+//    image mid-angle w_obs (closed form); its spot is recorded at the angle of the image's frame
+//    [w_obs - dw/2, w_obs + dw/2] closest to w_c, a = clamp(w_c), at R(axis, a) A h; residuals dx, dy (px)
+//    and angle_weight * zeta * (w_c - a) / |dw| (frames scaled to pixels, 0 when w_c lies in the frame; zeta
+//    = 1/L, so the angle error counts as the Ewald offset it stands for). Observations with zeta < 0.05 (near
+//    the spindle: in diffraction over many degrees) are left out.
 // Parameters: [bx, by, D, t1, t2, t3, cell...] with a free/fixed flag each. Solver: Levenberg-Marquardt
 // on Huber-weighted residuals (iteratively reweighted, scale from the median absolute residual), Jacobian
 // by central differences. Everything runs on the CPU; the per-spot prediction is the host+device code of
@@ -51,6 +53,8 @@ DetectorGeometry detector_with_beam(const DetectorGeometry& det, double bx, doub
 void beam_of_detector(const DetectorGeometry& det, double& bx, double& by, double& distance_mm);
 
 constexpr int kRefineFixedParams = 6; ///< bx, by, D, t1, t2, t3
+constexpr double kRefineMinZeta =
+    0.05; ///< rotation: observations nearer the spindle (zeta = 1/L) are left out
 constexpr int kRefineMaxParams = 12;
 
 struct RefineSettings {

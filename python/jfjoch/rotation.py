@@ -62,7 +62,9 @@ def _wrap(d: np.ndarray) -> np.ndarray:
 def predict_rotation_pixels(
     A0: np.ndarray, hkl: np.ndarray, near_deg: np.ndarray, experiment: Experiment
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel positions (n, 2) and angles (n,) of reflections hkl diffracting nearest to near_deg (n,)."""
+    """Pixel positions (n, 2) and angles (n,) of reflections hkl diffracting nearest to near_deg (n,): the
+    position is the one at the angle of the frame around near_deg (one oscillation wide) closest to the
+    diffraction angle, where the spot is recorded."""
     gon = experiment.goniometer
     p = np.asarray(hkl, float) @ np.asarray(A0, float).T
     ang = diffraction_angles(p, gon.axis, experiment.beam.wavelength_A)
@@ -72,7 +74,10 @@ def predict_rotation_pixels(
     omega = near + _wrap(ang[np.arange(len(p)), pick] - near)
     from . import _core
 
-    s = _core.rotate_vectors(p, np.radians(np.nan_to_num(omega)), np.asarray(gon.axis, float))
+    # recorded at the angle of the frame around near_deg closest to the diffraction angle
+    half = 0.5 * abs(gon.increment_deg)
+    at = np.clip(np.nan_to_num(omega), near - half, near + half)
+    s = _core.rotate_vectors(p, np.radians(at), np.asarray(gon.axis, float))
     xy = experiment.recip_to_pixels(s)
     xy[~np.isfinite(omega)] = np.nan
     return xy, omega
