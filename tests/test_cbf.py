@@ -198,6 +198,35 @@ def test_int32_mapping():
     np.testing.assert_array_equal(out[:3], [1, INT32_MIN, 65534])
 
 
+def test_int32_blocks_of_int8_deltas():
+    """The 16-delta SIMD path of the signed 32-bit type: runs of small deltas around zero (negatives
+    invalid), escapes at every offset inside a block, and values near the int32 limits (where it must
+    hand over to the scalar path), against numpy."""
+    from jfjoch import _core
+
+    from .cbf_data import encode_byte_offset
+
+    rng = np.random.default_rng(11)
+    n = 50_000
+    d = rng.integers(-127, 128, n)
+    d[rng.random(n) < 0.3] = 0  # flat stretches, as in a PILATUS background
+    esc = rng.random(n) < 0.02
+    d[esc] = rng.choice([-128, 128, 300, -5000, 70_000], esc.sum())
+    for start in (0, -3, 2**31 - 1 - 3000, -(2**31) + 3000):
+        v = start + np.cumsum(d) - d[0]
+        v = np.clip(v, -(2**31), 2**31 - 1)
+        stream = encode_byte_offset(v)
+        for neg in (True, False):
+            out = np.empty(n, np.int32)
+            assert _core.cbf_byte_offset_decode(stream, out, negative_invalid=neg) == len(stream)
+            np.testing.assert_array_equal(out, np.where(v < 0, INT32_MIN, v) if neg else v)
+    # a block whose last value is exactly the limit
+    v = np.concatenate([[2**31 - 1 - 16 * 127], 2**31 - 1 - 16 * 127 + np.cumsum(np.full(16, 127))])
+    out = np.empty(v.size, np.int32)
+    _core.cbf_byte_offset_decode(encode_byte_offset(v), out)
+    np.testing.assert_array_equal(out, v)
+
+
 def test_values_out_of_range_are_corrupt():
     from jfjoch import _core
 
