@@ -18,6 +18,7 @@ import bz2
 import contextlib
 import gzip
 import io
+import itertools
 import os
 import statistics
 import sys
@@ -81,73 +82,84 @@ def _median_ms(ts: list[float]) -> str:
 
 
 def split(paths: list[Path], repeat: int) -> None:
-    """One thread, one frame at a time: the parts of ours, and fabio's whole read."""
-    parts: dict[str, list[float]] = {k: [] for k in ("file read", "bz2 (libbz2)", "header parse",
-                                                     "byte offset (C++)", "Content-MD5", "read_image, all",
-                                                     "fabio.open, all")}  # fmt: skip
+    """One thread, one frame at a time: the parts of ours, and fabio's whole read (wall and CPU time)."""
+    names = ("file read", "bz2 (libbz2)", "header parse", "byte offset (C++)", "Content-MD5", "read_image, all",
+             "fabio.open, all")  # fmt: skip
+    wall: dict[str, list[float]] = {k: [] for k in names}
+    cpu: dict[str, list[float]] = {k: [] for k in names}
     try:
         import indexed_bzip2
     except ImportError:
         indexed_bzip2 = None
-    else:
-        parts["bz2 (indexed_bzip2, 1 thread)"] = []
     ds = open_cbf(paths)
     out = np.empty((ds.ny, ds.nx), np.int32)
+    import hashlib
+
     import fabio
+
+    def clock() -> tuple[float, float]:
+        return time.perf_counter(), time.thread_time()
 
     for _ in range(repeat):
         for i, p in enumerate(paths):
-            t0 = time.perf_counter()
+            marks = [clock()]
             raw = p.read_bytes()
-            t1 = time.perf_counter()
+            marks.append(clock())
             data = bz2.decompress(raw)
-            t2 = time.perf_counter()
+            marks.append(clock())
             text, b = _parse_binary(data)
             parse_minicbf_header(text)
-            t3 = time.perf_counter()
+            marks.append(clock())
             stream = memoryview(data)[b.start : b.start + b.size]
             _core.cbf_byte_offset_decode(stream, out, **ds._decode_args)
-            t4 = time.perf_counter()
-            __import__("hashlib").md5(stream).digest()
-            t5 = time.perf_counter()
+            marks.append(clock())
+            hashlib.md5(stream).digest()
+            marks.append(clock())
             ds.read_image(i)
-            t6 = time.perf_counter()
+            marks.append(clock())
             fabio.open(str(p))
-            t7 = time.perf_counter()
-            for k, dt in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5, t7 - t6)):
-                parts[k].append(dt)
+            marks.append(clock())
+            del raw, data, stream
+            for k, (a, z) in zip(names, itertools.pairwise(marks)):
+                wall[k].append(z[0] - a[0])
+                cpu[k].append(z[1] - a[1])
             if indexed_bzip2 is not None:
-                t0 = time.perf_counter()
+                raw = p.read_bytes()
+                a = clock()
                 with indexed_bzip2.open(io.BytesIO(raw), parallelization=1) as f:
                     f.read()
-                parts["bz2 (indexed_bzip2, 1 thread)"].append(time.perf_counter() - t0)
-    print(f"\nTime per PILATUS3 6M frame (.cbf.bz2, {len(data) / 1e6:.1f} MB decompressed), one thread, median "
-          f"of {repeat} x {len(paths)} frames, ms:")  # fmt: skip
-    for k, ts in parts.items():
-        print(f"  {k:32s} {_median_ms(ts)}")
+                z = clock()
+                wall.setdefault("bz2 (indexed_bzip2, 1 thread)", []).append(z[0] - a[0])
+                cpu.setdefault("bz2 (indexed_bzip2, 1 thread)", []).append(z[1] - a[1])
+    print(f"\nTime per PILATUS3 6M frame (.cbf.bz2, {b.nx * b.ny / 1e6:.1f} Mpixel), one thread, median of {repeat} x "
+          f"{len(paths)} frames, ms:")  # fmt: skip
+    print(f"  {'':32s} {'wall':>7s} {'CPU':>7s}")
+    for k in wall:
+        print(f"  {k:32s} {_median_ms(wall[k])} {_median_ms(cpu[k])}")
     if indexed_bzip2 is None:
         print("  (indexed_bzip2 not installed: its single-thread bz2 time not measured)")
 
 
-def read_rate(ds: CbfDataset, threads: int) -> float:
-    """Images/s of read_image over the whole series in `threads` threads."""
-    t = time.perf_counter()
+def read_rate(ds: CbfDataset, threads: int) -> tuple[float, float]:
+    """(images/s, CPU ms per image) of read_image over the whole series in `threads` threads."""
+    t, c = time.perf_counter(), time.process_time()
     with ThreadPoolExecutor(threads) as pool:
         for _ in pool.map(ds.read_image, range(ds.n_images)):
             pass
-    return ds.n_images / (time.perf_counter() - t)
+    return ds.n_images / (time.perf_counter() - t), 1e3 * (time.process_time() - c) / ds.n_images
 
 
-def interleaved(fns: dict[str, Callable[[], float]], repeat: int) -> dict[str, float]:
-    vals: dict[str, list[float]] = {k: [] for k in fns}
+def interleaved(fns: dict[str, Callable[[], tuple[float, float]]], repeat: int) -> dict[str, tuple[float, float]]:
+    """Median of each of the two figures fn() returns, over `repeat` rounds of every fn in turn."""
+    vals: dict[str, list[tuple[float, float]]] = {k: [] for k in fns}
     for _ in range(repeat):
         for k, fn in fns.items():
             vals[k].append(fn())
-    return {k: statistics.median(v) for k, v in vals.items()}
+    return {k: (statistics.median(a for a, _ in v), statistics.median(b for _, b in v)) for k, v in vals.items()}
 
 
-def whole_run(series, threads: int, old: bool, prefix: str) -> float:
-    """Seconds of one jfjoch_process run (in this process, its output to /dev/null)."""
+def whole_run(series, threads: int, old: bool, prefix: str) -> tuple[float, float]:
+    """(wall s, CPU s) of one jfjoch_process run (in this process, its output to /dev/null)."""
     import jfjoch.pipeline as pipeline
     from jfjoch.cli.process import main
 
@@ -157,9 +169,9 @@ def whole_run(series, threads: int, old: bool, prefix: str) -> float:
     args = [*(series if isinstance(series, list) else [series]), *PROCESS_ARGS, "-N", str(threads), "-o", prefix]
     try:
         with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             code = main([str(a) for a in args])
-            dt = time.perf_counter() - t
+            dt = time.perf_counter() - t, time.process_time() - c
     finally:
         pipeline.open_dataset = saved
     if code != 0:
@@ -190,25 +202,34 @@ def main() -> None:
                 q = tmp / (p.name[: -len(".cbf.bz2")] + suffix)
                 q.write_bytes(gzip.compress(data, 6) if suffix == ".cbf.gz" else data)
                 series[suffix].append(q)
-        print(f"\nReading alone (read_image over {len(paths)} frames), images/s, median of {args.repeat}:")
-        print(f"  {'input':10s} {'-N':>3s} {'fabio':>8s} {'ours':>8s} {'ratio':>6s}")
+        print(f"\nReading alone (read_image over {len(paths)} frames), median of {args.repeat}: images/s (wall) and "
+              "CPU ms per image (all threads):")  # fmt: skip
+        cols = ("fabio", "ours", "ratio")
+        print(f"  {'input':10s} {'-N':>3s} " + " ".join(f"{c:>8s}" for c in cols) + "   "
+              + " ".join(f"{c:>8s}" for c in cols))  # fmt: skip
         for suffix, ps in series.items():
             for n in args.threads:
                 r = interleaved({"fabio": lambda ps=ps, n=n: read_rate(FabioCbfDataset(ps), n),
                                  "ours": lambda ps=ps, n=n: read_rate(open_cbf(ps), n)}, args.repeat)  # fmt: skip
-                print(f"  {suffix:10s} {n:3d} {r['fabio']:8.2f} {r['ours']:8.2f} {r['ours'] / r['fabio']:6.2f}")
+                (fw, fc), (ow, oc) = r["fabio"], r["ours"]
+                print(f"  {suffix:10s} {n:3d} {fw:8.2f} {ow:8.2f} {ow / fw:8.2f}   {fc:8.1f} {oc:8.1f} {fc / oc:8.2f}")
         if args.no_process:
             return
-        print(f"\nWhole run: jfjoch_process SERIES {' '.join(PROCESS_ARGS)} -N n, seconds, median of {args.repeat}:")
-        print(f"  {'input':10s} {'-N':>3s} {'before':>8s} {'after':>8s} {'speed-up':>8s}")
+        print(f"\nWhole run: jfjoch_process SERIES {' '.join(PROCESS_ARGS)} -N n, median of {args.repeat}: wall s and "
+              "CPU s:")  # fmt: skip
+        print(f"  {'input':10s} {'-N':>3s} {'before':>8s} {'after':>8s} {'speed-up':>8s}   "
+              f"{'before':>8s} {'after':>8s}")  # fmt: skip
         for suffix, ps in series.items():
             template = str(ps[0].parent / (ps[0].name.replace(ps[0].name[-len(suffix) - 4 : -len(suffix)], "####")))
             for n in args.threads:
                 r = interleaved({"before": lambda ps=ps, n=n: whole_run(ps, n, True, str(tmp / "old")),
                                  "after": lambda t=template, n=n: whole_run(t, n, False, str(tmp / "new"))},
                                 args.repeat)  # fmt: skip
-                print(f"  {suffix:10s} {n:3d} {r['before']:8.2f} {r['after']:8.2f} {r['before'] / r['after']:8.2f}")
-        print("  (after: the series given as its template, thau_3_2_####" + "<suffix>)")
+                (bw, bc), (aw, ac) = r["before"], r["after"]
+                print(f"  {suffix:10s} {n:3d} {bw:8.2f} {aw:8.2f} {bw / aw:8.2f}   {bc:8.2f} {ac:8.2f}")
+        print("  (before: the list of files through the fabio reader; after: the series as its template, "
+              "thau_3_2_####<suffix>)")  # fmt: skip
+        print(f"load average at the end {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
