@@ -1,10 +1,12 @@
-// Bindings of csrc/codec: bitshuffle + LZ4/Zstd chunks (HDF5 filter 32008). Convert, release the GIL, call.
+// Bindings of csrc/codec: bitshuffle + LZ4/Zstd chunks (HDF5 filter 32008) and CBF byte-offset streams.
+// Convert, release the GIL, call.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
 #include <memory>
 #include <string>
 
+#include "codec/cbf_byte_offset.hpp"
 #include "codec/codec.hpp"
 
 namespace py = pybind11;
@@ -91,4 +93,43 @@ void add_codec(py::module_& m) {
                                                           std::size_t(in.size * in.itemsize));
         },
         py::arg("chunk"), "Uncompressed size in bytes stored in a bitshuffle chunk header.");
+
+    py::register_exception<jfjoch::codec::CorruptStream>(m, "CorruptStreamError", PyExc_ValueError);
+
+    m.def(
+        "cbf_byte_offset_decode",
+        [](py::buffer stream, py::array out, std::int64_t min_value, std::int64_t max_value,
+           bool negative_invalid, bool max_invalid) {
+            py::buffer_info in = stream.request();
+            if (!(out.flags() & py::array::c_style) || !out.writeable())
+                throw std::invalid_argument("out must be a C-contiguous, writeable array");
+            const auto* src = static_cast<const std::uint8_t*>(in.ptr);
+            const std::size_t in_size = std::size_t(in.size * in.itemsize);
+            const std::size_t n = std::size_t(out.size());
+            if (out.dtype().is(py::dtype::of<std::int64_t>())) {
+                auto* dst = static_cast<std::int64_t*>(out.mutable_data());
+                py::gil_scoped_release release;
+                return jfjoch::codec::byte_offset_decode(src, in_size, dst, n);
+            }
+            if (!out.dtype().is(py::dtype::of<std::int32_t>()))
+                throw std::invalid_argument("out must be an int32 or int64 array");
+            jfjoch::codec::ByteOffsetSettings s;
+            s.min_value = min_value;
+            s.max_value = max_value;
+            s.negative_invalid = negative_invalid;
+            s.max_invalid = max_invalid;
+            auto* dst = static_cast<std::int32_t*>(out.mutable_data());
+            py::gil_scoped_release release;
+            return jfjoch::codec::byte_offset_decode(src, in_size, dst, n, s);
+        },
+        py::arg("stream"), py::arg("out"), py::arg("min_value") = std::int64_t(INT32_MIN),
+        py::arg("max_value") = std::int64_t(INT32_MAX), py::arg("negative_invalid") = false,
+        py::arg("max_invalid") = false,
+        "Decode the first out.size values of a CBF byte-offset stream (bytes-like) into out; returns the "
+        "bytes "
+        "used. int64 out: raw values. int32 out: values outside [min_value, max_value] raise; "
+        "negative_invalid: "
+        "values < 0 -> INT32_MIN; max_invalid: max_value -> INT32_MIN; values > INT32_MAX are clipped. "
+        "Raises "
+        "CorruptStreamError (a ValueError) for a stream that ends early or a value out of range.");
 }

@@ -49,28 +49,27 @@ FORCED_LATTICE_IMAGES = 30
 
 
 def open_dataset(path: str | Path | list):
-    """Open an input dataset: an NXmx master file, or (mini)CBF image file(s) (one path or a list)."""
-    if isinstance(path, (list, tuple)):
-        if not path or not all(isinstance(p, (str, Path)) for p in path):
-            raise InputError("the input must be a file path or a list of CBF file paths")
-        if len(path) > 1:
-            if not all(Path(p).name.lower().endswith((".cbf", ".cbf.bz2", ".cbf.gz")) for p in path):
-                raise InputError("several input files must all be miniCBF images (.cbf, .cbf.bz2, .cbf.gz)")
-            from .io.cbf import open_cbf
+    """Open an input dataset: an NXmx master file, or a miniCBF series: one file, a list of files, or a
+    template ``name_####.cbf[.bz2|.gz]`` (docs/io.md)."""
+    from .io.cbf import is_cbf_name, open_cbf
 
-            return open_cbf([Path(p) for p in path])
-        path = path[0]
-    if path is None or not isinstance(path, (str, Path)):
-        raise InputError(f"the input must be a file path (got {type(path).__name__})")
-    p = Path(path)
-    name = p.name.lower()
-    if name.endswith((".cbf", ".cbf.bz2", ".cbf.gz")):
-        from .io.cbf import open_cbf
+    paths = list(path) if isinstance(path, (list, tuple)) else [path]
+    if not paths or not all(isinstance(p, (str, Path)) for p in paths):
+        got = type(path).__name__ if not isinstance(path, (list, tuple)) else "an empty list" if not paths else \
+            "a list holding " + next(type(p).__name__ for p in paths if not isinstance(p, (str, Path)))
+        raise InputError(f"the input must be a file path, a list of CBF file paths or a CBF template (got {got})")
+    other = [p for p in paths if not is_cbf_name(p)]
+    if not other:
+        return open_cbf(paths[0] if len(paths) == 1 else paths)
+    if len(paths) == 1:
+        from .io.nxmx import open_master
 
-        return open_cbf([p])
-    from .io.nxmx import open_master
-
-    return open_master(p)
+        return open_master(Path(paths[0]))
+    if len(other) < len(paths):
+        raise InputError(f"cannot mix CBF images and other files: {other[0]} is not a miniCBF image "
+                         "(.cbf, .cbf.bz2, .cbf.gz)")  # fmt: skip
+    raise InputError(f"several input files must all be miniCBF images (.cbf, .cbf.bz2, .cbf.gz); {other[0]} is "
+                     "not: give one NXmx master file")  # fmt: skip
 
 
 def select_images(n_images: int, options: ProcessOptions) -> list[int]:
@@ -150,7 +149,7 @@ def _backend_notes(algorithm: str, rotation: bool) -> tuple[str, list[str]]:
 
 
 def process(
-    master_path: str | Path,
+    master_path: str | Path | list,
     options: ProcessOptions | None = None,
     *,
     progress: ProgressCallback | None = None,
@@ -158,6 +157,9 @@ def process(
     **overrides,
 ) -> ProcessResult:
     """Process a dataset; returns the results and (when `write`) writes `<prefix>_process.h5`.
+
+    `master_path`: an NXmx master file, or a miniCBF series (one file, a list of files, or a template
+    ``name_####.cbf[.bz2|.gz]``; see :func:`open_dataset`).
 
     `overrides` are ProcessOptions fields (e.g. ``threads=2, indexing_algorithm="none"``); every value is
     validated before anything runs. Raises JfjochError subclasses with one-line messages.
@@ -195,6 +197,7 @@ def process(
                              integration=replace(stages.integration, method="sum"))
         summary = IndexingSummary(algorithm=algo)
         summary.backend, summary.notes = _backend_notes(algo, opts.rotation_mode)
+        source = str(getattr(ds, "source", master_path))  # a CBF series names its template or files
         out_path = Path(f"{opts.output_prefix}_process.h5")
         _check_not_an_input(out_path, ds)
         threads = _worker_count(opts.threads, summary.notes)
@@ -204,7 +207,7 @@ def process(
 
             try:  # the output must be creatable before anything runs
                 writer = ProcessWriter(out_path, max_spots=opts.max_spots, n_bins=_n_bins(exp_in),
-                                       source=str(master_path), options=_options_attrs(opts))  # fmt: skip
+                                       source=source, options=_options_attrs(opts))  # fmt: skip
             except ProcessingError as e:
                 raise UsageError(str(e)) from None
         runner = None
@@ -252,7 +255,7 @@ def process(
             if opts.merging:
                 t0 = time.perf_counter()
                 try:
-                    result.scaling = _scale(result, writer, opts, master_path, progress)
+                    result.scaling = _scale(result, writer, opts, source, progress)
                 except JfjochError as e:  # the integration results are still written
                     scale_error = e
                 timing["scaling"] = time.perf_counter() - t0

@@ -23,20 +23,28 @@ click.rich_click.OPTION_GROUPS.update(option_panels(ProcessOptions, "jfjoch_proc
 
 
 @click.command(name="jfjoch_process", context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("input_master", metavar="INPUT_MASTER.h5")
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT_MASTER.h5 | IMAGE.cbf... | TEMPLATE_####.cbf")
 @add_options(ProcessOptions)
 @click.version_option(__version__, "--version")
-def command(input_master: str, **kw) -> None:
-    """Process a Jungfraujoch (NXmx) dataset: spot finding, indexing, geometry refinement, prediction,
-    Bragg integration and azimuthal integration.
+def command(inputs: tuple[str, ...], **kw) -> None:
+    """Process a Jungfraujoch (NXmx) dataset or a miniCBF series: spot finding, indexing, geometry
+    refinement, prediction, Bragg integration and azimuthal integration.
 
+    The input is one NXmx master file, several miniCBF files (.cbf, .cbf.bz2, .cbf.gz; one image each, in
+    the given order) or one template whose run of # is the zero-padded image number (th_####.cbf.bz2).
     Writes <prefix>_process.h5 and prints a summary.
     """
     opts = options_from_click(ProcessOptions, kw)
-    run(input_master, opts)
+    run(inputs[0] if len(inputs) == 1 else list(inputs), opts)
 
 
-def run(input_master: str, opts: ProcessOptions) -> ProcessResult:
+def _input_label(inputs: str | list[str]) -> str:
+    if isinstance(inputs, str):
+        return inputs
+    return f"{inputs[0]} ... {inputs[-1]} ({len(inputs)} files)"
+
+
+def run(input_master: str | list[str], opts: ProcessOptions) -> ProcessResult:
     from ..pipeline import process
 
     console = Console(highlight=False)
@@ -50,7 +58,7 @@ def run(input_master: str, opts: ProcessOptions) -> ProcessResult:
 
         def progress(stage: str, done: int, total: int) -> None:
             if not tasks:  # the input opened and validated: now say what runs
-                console.print(f"[bold]jfjoch_process[/bold] {__version__}  input: {input_master}")
+                console.print(f"[bold]jfjoch_process[/bold] {__version__}  input: {_input_label(input_master)}")
             if stage not in tasks:
                 tasks[stage] = bar.add_task(stage, total=total)
             bar.update(tasks[stage], completed=done)
