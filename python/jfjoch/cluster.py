@@ -121,6 +121,8 @@ def process_shard(token: str, plan, source, numbers: list[int]) -> list[ImageRes
     for n in numbers:
         try:
             out.append(worker.run(ds, n))
+        except (InputError, UsageError):
+            raise  # a bad input (e.g. a CBF file of the series that does not match): the run stops, as locally
         except Exception as e:  # bad data beyond a corrupt frame: the image fails, the shard goes on
             out.append(ImageResult(number=n, ok=False, error=f"image {n}: {type(e).__name__}: {e}"))
     return out
@@ -207,6 +209,8 @@ class DaskRunner:
                 k = index[fut.key]
                 try:
                     done[k] = fut.result()
+                except (InputError, UsageError):
+                    raise
                 except Exception as e:  # the shard failed even after its retries
                     sh = shards[k]
                     msg = f"images {sh[0]}-{sh[-1]}: the shard failed on the cluster ({type(e).__name__}: {e})"
