@@ -395,15 +395,21 @@ def scale_and_merge(
         if np.count_nonzero(np.isfinite(ref_target_f)) < 10:
             raise InputError(f"reference {reference.path or 'MTZ'}: fewer than 10 reflections in common with the data")
 
-    def partiality_rows(eta_img: np.ndarray, wedge_img: np.ndarray, omega0: float | None = None) -> np.ndarray:
+    def partiality_rows(eta_img: np.ndarray, wedge_img: np.ndarray, omega0: float | None = None,
+                        rows: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+        """Rocking-model partiality of every row (or of ``rows`` only, in their order)."""
         o0 = rot_omega0[0] if omega0 is None else omega0
-        st = img_start[img]
-        wd = wedge_img[img]
-        lo = np.where(inc_sign >= 0, st, st - wd)
-        eta = eta_img[img]
-        term = np.where(np.isfinite(lam_d), eta * lam_d, eta)
-        pr = rocking_partiality(phi, lo, wd, lfac * np.sqrt(o0 * o0 + term * term))
-        return np.where(phi_ok, pr, np.where(np.isfinite(p_table) & (p_table > 0), p_table, 1.0))
+        sel = slice(None) if rows is None else rows
+        im = img[sel]
+        st = img_start[im]
+        wd = wedge_img[im]
+        lo = np.where(inc_sign[sel] >= 0, st, st - wd)
+        eta = eta_img[im]
+        ld = lam_d[sel]
+        term = np.where(np.isfinite(ld), eta * ld, eta)
+        pr = rocking_partiality(phi[sel], lo, wd, lfac[sel] * np.sqrt(o0 * o0 + term * term))
+        pt = p_table[sel]
+        return np.where(phi_ok[sel], pr, np.where(np.isfinite(pt) & (pt > 0), pt, 1.0))
 
     def current_q(pr: np.ndarray):
         q, frac, lp_f = full_coefficients(row_full, n_full, pr, lp, summed)
@@ -718,7 +724,7 @@ def _init_mosaicity(row_full, n_full, img, n_img, I, sig, lp, ref_f, n_ref, I_f,
     best, best_pair = None, (0.0, SIGMA_GRID[len(SIGMA_GRID) // 2])
     for o0 in OMEGA0_GRID if wavelength_known else [0.0]:
         for s in SIGMA_GRID[::2]:
-            pr = partiality_rows(np.full(n_img, s), wedge, o0)[rows]
+            pr = partiality_rows(np.full(n_img, s), wedge, o0, rows=rows)
             r = float(np.nansum(w * (I[rows] - pr * target[rows]) ** 2))
             if best is None or r < best:
                 best, best_pair = r, (o0, s)
@@ -757,20 +763,22 @@ def _refine_rot(target_f, full_active, row_full, img, n_img, I, sig, g, B, s2_f,
             out += np.where(same[:, None], src, 0.0)
         return out
 
+    row_idx = np.flatnonzero(rows)
+
     def search(grid_vals, make):
         curves = np.zeros((n_img, len(grid_vals)))
         for k, v in enumerate(grid_vals):
-            pr = make(v)[rows]
+            pr = make(v, row_idx)
             curves[:, k] = np.bincount(ri, w * (Ir - pr * base) ** 2, n_img)
         curves = smooth(curves)
         k = np.argmin(curves, axis=1)
         has = curves.max(axis=1) > 0
         return k, has
 
-    k, has = search(SIGMA_GRID, lambda s: partiality_rows(np.full(n_img, s), wedge_img))
+    k, has = search(SIGMA_GRID, lambda s, r: partiality_rows(np.full(n_img, s), wedge_img, rows=r))
     sigma_img = np.where(has, SIGMA_GRID[k], sigma_img)
     if refine_wedge:
         ws = np.where(wedge_start > 0, wedge_start, wedge_img)
-        k, has = search(WEDGE_GRID, lambda f: partiality_rows(sigma_img, ws * f))
+        k, has = search(WEDGE_GRID, lambda f, r: partiality_rows(sigma_img, ws * f, rows=r))
         wedge_img = np.where(has, ws * WEDGE_GRID[k], wedge_img)
     return sigma_img, wedge_img
