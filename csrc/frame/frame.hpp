@@ -3,11 +3,12 @@
 // csrc/azint): the same strong pixels, spots and image statistics bit for bit, the same azimuthal profile
 // to double rounding (only the order of the additions differs), the same pixel counts per bin.
 //
-// CPU: rows are decoded block by block into the caller's image buffer and consumed while they are in
-// cache: each row is classified once (spot-finder validity, statistics), enters running column sums of
-// the spot-finder window (value, value^2, valid count) and is integrated azimuthally; the strong-pixel
-// test of row y runs as soon as row y + w is in. Per-experiment data are compact: runs of constant
-// azimuthal bin and runs of constant spot-finder flags per row, plus one float32 weight per pixel.
+// CPU: a chunk is decoded block by block into a small staging buffer and each row is consumed while it
+// is in cache (and streamed once to the caller's image): it is classified once (spot-finder validity,
+// statistics), enters running column sums of the spot-finder window (value, valid count; value^2 where
+// candidates are dense) and is integrated azimuthally; the strong-pixel test of row y runs as soon as row
+// y + w is in. Per-experiment data are compact: runs of constant azimuthal bin and runs of constant
+// spot-finder flags per row, plus one float32 weight per pixel.
 //
 // Thread safety: a FrameMap is read-only after frame_make_map(); every function is reentrant (each call
 // owns its work buffers), so several threads may run frames against one map at the same time.
