@@ -148,3 +148,17 @@ def test_bad_arguments():
         _core.bitshuffle_decompress(chunk, np.empty(99, np.int32))
     with pytest.raises(ValueError):  # not contiguous
         _core.bitshuffle_decompress(chunk, np.empty(200, np.int32)[::2])
+
+
+def test_narrow_unshuffle_matches_hdf5plugin(tmp_path):
+    """The decoder's path for blocks of small values (upper byte planes empty), against hdf5plugin."""
+    rng = np.random.default_rng(2)
+    for hi in (2, 255, 256, 65535, 65536):
+        a = rng.integers(0, hi, 3 * 2048 + 517).astype(np.int32)
+        a[:2048] = rng.integers(0, 4, 2048)  # one block with values < 256 even when hi is large
+        with h5py.File(tmp_path / "n.h5", "w") as f:
+            d = f.create_dataset("d", data=a, chunks=a.shape, **hdf5plugin.Bitshuffle(cname="lz4"))
+            chunk = d.id.read_direct_chunk((0,))[1]
+        out = np.empty_like(a)
+        _core.bitshuffle_decompress(chunk, out, "lz4")
+        np.testing.assert_array_equal(out, a)

@@ -14,6 +14,7 @@ void add_experiment(py::module_& m);
 void add_predict(py::module_& m);
 void add_refine(py::module_& m);
 void add_integrate(py::module_& m);
+void add_frame(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "jfjoch compiled kernels (C++ with an optional CUDA backend)";
@@ -36,4 +37,5 @@ PYBIND11_MODULE(_core, m) {
     add_predict(m);
     add_refine(m);
     add_integrate(m);
+    add_frame(m);
 }

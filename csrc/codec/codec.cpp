@@ -214,6 +214,69 @@ __attribute__((target("avx2"))) void bitunshuffle_avx2(const std::uint8_t* in, s
     }
 }
 
+/// 8x8 bit-matrix transposes of the four 64-bit lanes of x (transpose_bits_8x8, four at a time).
+__attribute__((target("avx2"))) inline __m256i transpose_bits_8x8_x4(__m256i x) {
+    const __m256i m1 = _mm256_set1_epi64x(0x00AA00AA00AA00AALL);
+    const __m256i m2 = _mm256_set1_epi64x(0x0000CCCC0000CCCCLL);
+    const __m256i m3 = _mm256_set1_epi64x(0x00000000F0F0F0F0LL);
+    __m256i t = _mm256_and_si256(_mm256_xor_si256(x, _mm256_srli_epi64(x, 7)), m1);
+    x = _mm256_xor_si256(_mm256_xor_si256(x, t), _mm256_slli_epi64(t, 7));
+    t = _mm256_and_si256(_mm256_xor_si256(x, _mm256_srli_epi64(x, 14)), m2);
+    x = _mm256_xor_si256(_mm256_xor_si256(x, t), _mm256_slli_epi64(t, 14));
+    t = _mm256_and_si256(_mm256_xor_si256(x, _mm256_srli_epi64(x, 28)), m3);
+    x = _mm256_xor_si256(_mm256_xor_si256(x, t), _mm256_slli_epi64(t, 28));
+    return x;
+}
+
+/// Whether n bytes (a multiple of 32) are all zero.
+__attribute__((target("avx2"))) inline bool all_zero_avx2(const std::uint8_t* p, std::size_t n) {
+    __m256i acc = _mm256_setzero_si256();
+    for (std::size_t i = 0; i < n; i += 32)
+        acc = _mm256_or_si256(acc, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i)));
+    return _mm256_testz_si256(acc, acc) != 0;
+}
+
+/// 4-byte elements whose upper byte planes are zero in the whole block (values 0..255 or 0..65535, the
+/// common case of photon-counting frames): only the low one or two planes are transposed. Returns false
+/// (nothing written) when a higher plane holds a set bit. n_elem a multiple of 256.
+__attribute__((target("avx2"))) bool bitunshuffle_es4_narrow_avx2(const std::uint8_t* in, std::uint8_t* out,
+                                                                  std::size_t n_elem) {
+    const std::size_t R = n_elem / 8; // bytes per bit-row; plane j = rows 8j..8j+7 = bytes [8jR, 8(j+1)R)
+    if (!all_zero_avx2(in + 16 * R, 16 * R))
+        return false;
+    const bool two_planes = !all_zero_avx2(in + 8 * R, 8 * R);
+    for (std::size_t g = 0; g < R; g += 32) {
+        __m256i va[8], vb[8];
+        transpose_8x32(in + g, R,
+                       va); // va[p]: 64-bit lanes = bit-rows 0..7 of columns 2p, 2p+1, 16+2p, 17+2p
+        if (two_planes)
+            transpose_8x32(in + 8 * R + g, R, vb);
+        for (int p = 0; p < 8; ++p) {
+            // after the bit transpose, byte b of the lane for column c is the low byte of element 8c + b
+            const __m256i lo = transpose_bits_8x8_x4(va[p]);
+            const std::size_t cols[4] = {g + 2 * std::size_t(p), g + 2 * std::size_t(p) + 1,
+                                         g + 16 + 2 * std::size_t(p), g + 17 + 2 * std::size_t(p)};
+            __m256i w16a, w16b; // lanes as 16-bit values: (cols 0, 1 | cols 2, 3) of this p
+            if (two_planes) {
+                const __m256i hi = transpose_bits_8x8_x4(vb[p]);
+                w16a = _mm256_unpacklo_epi8(lo, hi); // lane 0: column 2p; lane 1: column 16 + 2p
+                w16b = _mm256_unpackhi_epi8(lo, hi); // lane 0: column 2p + 1; lane 1: column 17 + 2p
+            } else {
+                const __m256i z = _mm256_setzero_si256();
+                w16a = _mm256_unpacklo_epi8(lo, z);
+                w16b = _mm256_unpackhi_epi8(lo, z);
+            }
+            const __m256i e[4] = {_mm256_cvtepu16_epi32(_mm256_castsi256_si128(w16a)),
+                                  _mm256_cvtepu16_epi32(_mm256_castsi256_si128(w16b)),
+                                  _mm256_cvtepu16_epi32(_mm256_extracti128_si256(w16a, 1)),
+                                  _mm256_cvtepu16_epi32(_mm256_extracti128_si256(w16b, 1))};
+            for (int c = 0; c < 4; ++c)
+                _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 32 * cols[c]), e[c]);
+        }
+    }
+    return true;
+}
+
 bool cpu_has_avx2() {
     static const bool has = __builtin_cpu_supports("avx2");
     return has;
@@ -286,6 +349,8 @@ void bitunshuffle_block(const std::uint8_t* in, std::uint8_t* out, std::uint8_t*
 #if defined(__SSE2__)
 #if defined(JFJOCH_CODEC_AVX2)
     if (es % 2 == 0 && n_elem % 256 == 0 && cpu_has_avx2()) {
+        if (es == 4 && bitunshuffle_es4_narrow_avx2(in, out, n_elem))
+            return;
         bitunshuffle_avx2(in, out, n_elem, es);
         return;
     }
@@ -333,8 +398,9 @@ std::uint64_t chunk_uncompressed_size(const std::uint8_t* in, std::size_t in_siz
     return read_be64(in);
 }
 
-void bitshuffle_decompress(const std::uint8_t* in, std::size_t in_size, std::uint8_t* out,
-                           std::size_t out_size, std::size_t es, Compression compression) {
+ChunkDecoder::ChunkDecoder(const std::uint8_t* in, std::size_t in_size, std::size_t out_size, std::size_t es,
+                           Compression compression)
+    : in_(in), in_size_(in_size), es_(es), compression_(compression) {
     if (es == 0 || out_size % es != 0)
         throw std::invalid_argument("output size is not a multiple of the element size");
     if (compression != Compression::LZ4 && compression != Compression::Zstd)
@@ -344,68 +410,90 @@ void bitshuffle_decompress(const std::uint8_t* in, std::size_t in_size, std::uin
         throw CorruptChunk("bitshuffle chunk holds " + std::to_string(total) + " bytes, expected " +
                            std::to_string(out_size));
     const std::uint32_t bs_bytes = read_be32(in + 8);
-    std::size_t bs;
     if (bs_bytes == 0) {
-        bs = default_block_size(es);
+        bs_ = default_block_size(es);
     } else {
         if (bs_bytes % es != 0 || (bs_bytes / es) % kBlockedMult != 0)
             throw CorruptChunk("bitshuffle chunk has an invalid block size of " + std::to_string(bs_bytes) +
                                " bytes");
-        bs = bs_bytes / es;
+        bs_ = bs_bytes / es;
     }
-    const std::size_t n = out_size / es;
-    const std::size_t n_full = n / bs;
-    std::size_t last = n % bs;
-    const std::size_t leftover_bytes = (last % kBlockedMult) * es;
-    last -= last % kBlockedMult;
-
+    n_ = out_size / es;
+    n_full_ = n_ / bs_;
+    last_ = n_ % bs_;
+    leftover_ = last_ % kBlockedMult;
+    last_ -= leftover_;
     // scratch for one block; never more than the frame, whatever the header claims
-    const std::size_t block_bytes = std::min(bs, n + kBlockedMult) * es;
-    std::unique_ptr<std::uint8_t[]> buf(new std::uint8_t[2 * block_bytes]);
-    std::uint8_t* tmp = buf.get();
-    std::uint8_t* scratch = tmp + block_bytes;
-    std::unique_ptr<ZSTD_DCtx, decltype(&ZSTD_freeDCtx)> dctx(nullptr, &ZSTD_freeDCtx);
+    block_bytes_ = std::min(bs_, n_ + kBlockedMult) * es;
+    buf_.reset(new std::uint8_t[2 * block_bytes_]);
     if (compression == Compression::Zstd) {
-        dctx.reset(ZSTD_createDCtx());
-        if (!dctx)
+        zstd_ = ZSTD_createDCtx();
+        if (!zstd_)
             throw std::bad_alloc();
     }
+    pos_ = kHeader;
+}
 
-    std::size_t pos = kHeader;
-    std::uint8_t* dst = out;
-    auto do_block = [&](std::size_t n_elem, std::size_t index) {
-        const std::size_t nbytes = n_elem * es;
-        if (in_size - pos < 4)
-            throw CorruptChunk("bitshuffle chunk truncated before block " + std::to_string(index));
-        const std::uint32_t csize = read_be32(in + pos);
-        pos += 4;
-        if (csize > in_size - pos)
-            throw CorruptChunk("bitshuffle block " + std::to_string(index) + " claims " +
-                               std::to_string(csize) + " bytes, only " + std::to_string(in_size - pos) +
-                               " left");
-        if (compression == Compression::LZ4) {
-            const int got = LZ4_decompress_safe(reinterpret_cast<const char*>(in + pos),
-                                                reinterpret_cast<char*>(tmp), int(csize), int(nbytes));
-            if (got != int(nbytes))
-                throw CorruptChunk("LZ4 error in bitshuffle block " + std::to_string(index));
-        } else {
-            const std::size_t got = ZSTD_decompressDCtx(dctx.get(), tmp, nbytes, in + pos, csize);
-            if (ZSTD_isError(got) || got != nbytes)
-                throw CorruptChunk("Zstd error in bitshuffle block " + std::to_string(index) +
-                                   (ZSTD_isError(got) ? std::string(": ") + ZSTD_getErrorName(got) : ""));
-        }
-        pos += csize;
-        bitunshuffle_block(tmp, dst, scratch, n_elem, es);
-        dst += nbytes;
-    };
-    for (std::size_t b = 0; b < n_full; ++b)
-        do_block(bs, b);
-    if (last)
-        do_block(last, n_full);
-    if (leftover_bytes) {
-        if (in_size - pos < leftover_bytes)
+ChunkDecoder::~ChunkDecoder() {
+    if (zstd_)
+        ZSTD_freeDCtx(static_cast<ZSTD_DCtx*>(zstd_));
+}
+
+std::size_t ChunkDecoder::max_block_elements() const {
+    return std::max(std::min(bs_, n_), leftover_);
+}
+
+std::size_t ChunkDecoder::next(std::uint8_t* dst) {
+    const std::size_t index = block_;
+    std::size_t n_elem;
+    if (index < n_full_)
+        n_elem = bs_;
+    else if (index == n_full_ && last_)
+        n_elem = last_;
+    else if (leftover_ && done_ < n_) {
+        const std::size_t leftover_bytes = leftover_ * es_;
+        if (in_size_ - pos_ < leftover_bytes)
             throw CorruptChunk("bitshuffle chunk truncated in its trailing uncompressed bytes");
-        std::memcpy(dst, in + pos, leftover_bytes);
+        std::memcpy(dst, in_ + pos_, leftover_bytes);
+        pos_ += leftover_bytes;
+        done_ += leftover_;
+        ++block_;
+        return leftover_;
+    } else {
+        return 0;
+    }
+    const std::size_t nbytes = n_elem * es_;
+    if (in_size_ - pos_ < 4)
+        throw CorruptChunk("bitshuffle chunk truncated before block " + std::to_string(index));
+    const std::uint32_t csize = read_be32(in_ + pos_);
+    pos_ += 4;
+    if (csize > in_size_ - pos_)
+        throw CorruptChunk("bitshuffle block " + std::to_string(index) + " claims " + std::to_string(csize) +
+                           " bytes, only " + std::to_string(in_size_ - pos_) + " left");
+    std::uint8_t* tmp = buf_.get();
+    if (compression_ == Compression::LZ4) {
+        const int got = LZ4_decompress_safe(reinterpret_cast<const char*>(in_ + pos_),
+                                            reinterpret_cast<char*>(tmp), int(csize), int(nbytes));
+        if (got != int(nbytes))
+            throw CorruptChunk("LZ4 error in bitshuffle block " + std::to_string(index));
+    } else {
+        const std::size_t got =
+            ZSTD_decompressDCtx(static_cast<ZSTD_DCtx*>(zstd_), tmp, nbytes, in_ + pos_, csize);
+        if (ZSTD_isError(got) || got != nbytes)
+            throw CorruptChunk("Zstd error in bitshuffle block " + std::to_string(index) +
+                               (ZSTD_isError(got) ? std::string(": ") + ZSTD_getErrorName(got) : ""));
+    }
+    pos_ += csize;
+    bitunshuffle_block(tmp, dst, tmp + block_bytes_, n_elem, es_);
+    done_ += n_elem;
+    ++block_;
+    return n_elem;
+}
+
+void bitshuffle_decompress(const std::uint8_t* in, std::size_t in_size, std::uint8_t* out,
+                           std::size_t out_size, std::size_t es, Compression compression) {
+    ChunkDecoder dec(in, in_size, out_size, es, compression);
+    while (dec.next(out + dec.elements_done() * es) > 0) {
     }
 }
 

@@ -12,6 +12,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -43,6 +44,36 @@ std::uint64_t chunk_uncompressed_size(const std::uint8_t* in, std::size_t in_siz
 /// Throws CorruptChunk on malformed input; never reads or writes out of bounds.
 void bitshuffle_decompress(const std::uint8_t* in, std::size_t in_size, std::uint8_t* out,
                            std::size_t out_size, std::size_t elem_size, Compression compression);
+
+/// Block-by-block decoding of one chunk: the same format and checks as bitshuffle_decompress(), for callers
+/// that consume a frame while it is being decoded (csrc/frame). Each next() decodes the next bitshuffle
+/// block (then the trailing uncompressed elements) to the caller's buffer. Not copyable; one per thread.
+class ChunkDecoder {
+  public:
+    /// Checks the header (throws CorruptChunk / std::invalid_argument as bitshuffle_decompress does).
+    ChunkDecoder(const std::uint8_t* in, std::size_t in_size, std::size_t out_size, std::size_t elem_size,
+                 Compression compression);
+    ~ChunkDecoder();
+    ChunkDecoder(const ChunkDecoder&) = delete;
+    ChunkDecoder& operator=(const ChunkDecoder&) = delete;
+
+    std::size_t n_elements() const { return n_; }
+    std::size_t elements_done() const { return done_; }
+    /// The most elements one next() writes.
+    std::size_t max_block_elements() const;
+    /// Decode the next block to dst (room for max_block_elements()); returns the elements written, 0 once
+    /// the chunk is complete. Throws CorruptChunk on malformed input.
+    std::size_t next(std::uint8_t* dst);
+
+  private:
+    const std::uint8_t* in_;
+    std::size_t in_size_, es_;
+    Compression compression_;
+    std::size_t bs_ = 0, n_ = 0, n_full_ = 0, last_ = 0, leftover_ = 0, block_bytes_ = 0;
+    std::size_t pos_ = 0, done_ = 0, block_ = 0;
+    std::unique_ptr<std::uint8_t[]> buf_;
+    void* zstd_ = nullptr; // ZSTD_DCtx
+};
 
 /// Upper bound of the encoded size of n_elem elements of elem_size bytes.
 std::size_t bitshuffle_compress_bound(std::size_t n_elem, std::size_t elem_size, const EncodeSettings& s);

@@ -81,6 +81,9 @@ struct StrongPixels {
     std::vector<int64_t> index; ///< y * nx + x
     std::vector<int32_t> value; ///< pixel value
     std::vector<uint8_t> kind;  ///< 1 strong, 2 saturated
+    /// Window sums of each entry as strong_pixel_test got them (sum, sum2, n; 0 for saturated entries),
+    /// when the producer kept them (csrc/frame); empty: the significance test reads the window again.
+    std::vector<int64_t> sum, sum2, n;
     int64_t max_value = INT32_MIN, n_saturated = 0, n_error = 0, n_strong = 0;
 };
 void validate(const SpotFinderSettings& s, int64_t nx, int64_t ny);
@@ -90,7 +93,8 @@ void strong_pixels_cpu(const int32_t* image, const uint8_t* flags, int64_t nx, i
 void strong_map_cuda(const int32_t* image, const uint8_t* flags, int64_t nx, int64_t ny, int32_t saturation,
                      const SpotFinderSettings& settings, uint8_t* map_out, StrongPixels& stats_out);
 /// Connected components (8-connected), centroids, filters, sorting: shared by both backends. The image and
-/// flags are read again (host memory) for the spot-level significance test when settings.min_isigma > 0.
+/// flags are read again (host memory) for the spot-level significance test when settings.min_isigma > 0
+/// and sp carries no window sums (they may then be null).
 void spots_from_strong_pixels(const StrongPixels& sp, const int32_t* image, const uint8_t* flags, int64_t nx,
                               int64_t ny, int32_t saturation, const DetectorGeometry& geom,
                               const SpotFinderSettings& settings, SpotFinderResult& out);

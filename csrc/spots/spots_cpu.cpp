@@ -235,7 +235,14 @@ void spots_from_strong_pixels(const StrongPixels& sp, const int32_t* image, cons
             } else {
                 int64_t sum, sum2, n, n_bg;
                 double mean, var;
-                direct_window_sums(image, flags, nx, ny, x, y, settings.window_half, sat_eff, sum, sum2, n);
+                if (sp.sum.empty()) {
+                    direct_window_sums(image, flags, nx, ny, x, y, settings.window_half, sat_eff, sum, sum2,
+                                       n);
+                } else {
+                    sum = sp.sum[size_t(i)];
+                    sum2 = sp.sum2[size_t(i)];
+                    n = sp.n[size_t(i)];
+                }
                 pixel_background(sp.value[i], sum, sum2, n, mean, var, n_bg);
                 spot_isigma_add(a.t, sp.value[i], mean, var, n_bg);
             }

@@ -220,6 +220,12 @@ class AzimuthalIntegrator:
         return self._bins
 
     @property
+    def weight(self) -> np.ndarray:
+        """Per-pixel weight 1 / (solid angle · polarisation) (ny, nx) float32, 0 where not binned (read-only):
+        the corrected value of a pixel is counts · weight."""
+        return self._weight
+
+    @property
     def correction(self) -> np.ndarray:
         """Per-pixel correction factor solid angle · polarisation (ny, nx); 0 where not binned."""
         with np.errstate(divide="ignore"):

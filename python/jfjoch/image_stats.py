@@ -38,6 +38,7 @@ __all__ = [
     "ImageStatistics",
     "ImageStatisticsSettings",
     "SpotArrays",
+    "StatisticsCalculator",
     "compute_image_statistics",
     "ice_ring_score",
     "profile_background",
@@ -265,3 +266,84 @@ def compute_image_statistics(
         n_saturated=int(getattr(spots, "n_saturated", 0)),
         n_error=int(getattr(spots, "n_error", 0)),
     )
+
+
+class StatisticsCalculator:
+    """:func:`compute_image_statistics` for many images binned on the same q (the per-image pass): the
+    selections that depend only on q are built once, and the straight line under each ice ring is fitted
+    in closed form (the least-squares line :func:`ice_ring_score` gets from ``np.polyfit``, equal to
+    rounding). Everything else is computed as :func:`compute_image_statistics` does. Read-only after
+    construction: thread-safe."""
+
+    def __init__(self, q: np.ndarray, settings: ImageStatisticsSettings | None = None) -> None:
+        self.settings = s_cfg = settings or ImageStatisticsSettings()
+        self.q = q = np.array(q, np.float64).ravel()
+        d_lo, d_hi = s_cfg.background_d_A
+        q_lo, q_hi = sorted((_TWO_PI / d_lo, _TWO_PI / d_hi))
+        dist = np.abs(q[:, None] - _ice_q()[None, :])  # (B, rings)
+        self._background = (q >= q_lo) & (q <= q_hi) & ~(dist < s_cfg.ice_ring_exclusion_q).any(axis=1)
+        near_any = (dist < s_cfg.ice_ring_neighbour_q[0]).any(axis=1)
+        n_lo, n_hi = s_cfg.ice_ring_neighbour_q
+        self._on = dist <= s_cfg.ice_ring_half_width_q  # (B, rings)
+        self._nb = ~near_any[:, None] & (dist >= n_lo) & (dist <= n_hi)
+        self._min_count = max(1, s_cfg.min_bin_pixels)
+
+    def _ice_ring_score(self, profile: np.ndarray, ok: np.ndarray) -> float:
+        q = self.q
+        y = np.where(ok, profile, 0.0)
+        on = (self._on & ok[:, None]).astype(np.float64)
+        nb = (self._nb & ok[:, None]).astype(np.float64)
+        n_on, n_nb = on.sum(axis=0), nb.sum(axis=0)
+        rings = (n_on > 0) & (n_nb > 0)
+        if not rings.any():
+            return math.nan
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean_on = (y @ on) / n_on
+            q_on = (q @ on) / n_on
+            xm, ym = (q @ nb) / n_nb, (y @ nb) / n_nb
+            dx = q[:, None] - xm[None, :]
+            sxx = np.sum(nb * dx * dx, axis=0)
+            sxy = np.sum(nb * dx * (y[:, None] - ym[None, :]), axis=0)
+            # a line through two or more neighbour bins (their q differ), else their mean
+            base = np.where(n_nb >= 2, ym + (sxy / sxx) * (q_on - xm), ym)
+            excess = mean_on / base - 1.0
+        good = rings & (base > 0)
+        return float(np.max(excess[good])) if good.any() else math.nan
+
+    def compute(self, spots: SpotsLike, profile: np.ndarray | None,
+                count: np.ndarray | None = None) -> ImageStatistics:  # fmt: skip
+        """Statistics of one image (the arguments of :func:`compute_image_statistics`; ``profile`` and
+        ``count`` binned on this calculator's q)."""
+        s_cfg = self.settings
+        d = np.asarray(spots.d, np.float64).ravel()
+        ice = np.asarray(spots.ice_ring, bool).ravel()
+        if d.size != ice.size:
+            raise InputError("image statistics: spot array 'ice_ring' has a different length than 'd'")
+        if profile is not None:
+            profile = np.asarray(profile, np.float64).ravel()
+            if profile.shape != self.q.shape:
+                raise InputError("image statistics: profile and q differ in length")
+            ok = np.isfinite(profile)
+            if count is not None:
+                ok &= np.asarray(count).ravel() >= self._min_count
+            sel = self._background & ok
+            if sel.any():
+                w = np.ones_like(profile) if count is None else np.asarray(count, np.float64).ravel()
+                background = float(np.sum(profile[sel] * w[sel]) / np.sum(w[sel]))
+            else:
+                background = math.nan
+            ice_score = self._ice_ring_score(profile, ok)
+        else:
+            background = ice_score = math.nan
+        max_value = getattr(spots, "max_value", None)
+        return ImageStatistics(
+            n_spots=int(d.size),
+            n_spots_low_resolution=int(np.count_nonzero(d > s_cfg.low_resolution_d_A)),
+            n_spots_ice_ring=int(np.count_nonzero(ice)),
+            resolution_estimate=resolution_estimate(d, ice, s_cfg),
+            background_estimate=background,
+            ice_ring_score=ice_score,
+            max_value=None if max_value is None else int(max_value),
+            n_saturated=int(getattr(spots, "n_saturated", 0)),
+            n_error=int(getattr(spots, "n_error", 0)),
+        )

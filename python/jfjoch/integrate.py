@@ -89,7 +89,7 @@ def integrate(
     from .integration_kernel import integrate_image
 
     det = experiment.detector
-    mask = None if det.mask is None else np.ascontiguousarray(det.mask, np.uint8)
+    mask = det.mask  # bool, read in place by the kernel (no per-image copy)
     sat = int(det.saturation) if det.saturation is not None else np.iinfo(np.int32).max
     group, n_groups = _groups(experiment, predicted.x, predicted.y, st.regions)
     profile = st.method == "profile"  # ("auto" on one image: summation, as for stills)

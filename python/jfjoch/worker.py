@@ -7,6 +7,7 @@ azimuthal map, sweep predictions) once from the plan and is thread-safe afterwar
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,7 +15,8 @@ import numpy as np
 from .azint import AzimuthalIntegrator
 from .errors import CorruptFrameError
 from .experiment import Experiment, cell_from_lattice, rotation_matrix
-from .image_stats import compute_image_statistics
+from .frame_pass import FramePass, FrameResult
+from .image_stats import StatisticsCalculator
 from .integrate import IntegrationSettings, integrate
 from .predict import PredictionSettings, RotationPredictor, predict_still, profile_radius_from_spots
 from .refine import RefineSettings, cell_system, refine_rotation_image, refine_still
@@ -94,6 +96,11 @@ class ImageWorker:
         exp = plan.experiment
         self.spot_finder = SpotFinder(exp, plan.stages.spots)
         self.azint = AzimuthalIntegrator(exp)
+        # spots + azimuthal integration + pixel statistics in one pass over the frame (decode included
+        # when the dataset hands out raw chunks); the same results as the two stages above
+        self.frame_pass = FramePass(self.spot_finder, self.azint)
+        self.statistics = StatisticsCalculator(self.azint.q)
+        self._buffers = threading.local()  # each thread decodes into its own image (no page faults per frame)
         self.predictor: RotationPredictor | None = None
         if plan.rotation is not None:
             r = plan.rotation
@@ -108,18 +115,29 @@ class ImageWorker:
         """Read image ``number`` from an open dataset and process it; a corrupt frame becomes a failed
         result carrying the decoder's message."""
         try:
-            image = dataset.read_image(number)
+            raw = dataset.read_chunk(number) if hasattr(dataset, "read_chunk") else None
+            if raw is None:
+                image = dataset.read_image(number)
+                frame = self.frame_pass.run(image)
+            else:  # decoded by the frame pass while it runs
+                try:
+                    image, frame = self.frame_pass.run_chunk(raw, out=getattr(self._buffers, "image", None))
+                    self._buffers.image = image  # the result keeps nothing of the image
+                except CorruptFrameError as e:
+                    raise CorruptFrameError(f"image {number}: {e}") from e
         except CorruptFrameError as e:
             return ImageResult(number=number, ok=False, error=str(e))
-        return self.process(number, image)
+        return self._process(number, image, frame)
 
     def process(self, number: int, image: np.ndarray) -> ImageResult:
         """All stages for one image (ny, nx) int32."""
-        sl = self.spot_finder.find(image)
+        return self._process(number, image, self.frame_pass.run(image))
+
+    def _process(self, number: int, image: np.ndarray, frame: FrameResult) -> ImageResult:
+        sl = frame.spots
         spots = SpotTable(x=sl.x, y=sl.y, intensity=sl.intensity, d=sl.d, ice_ring=sl.ice_ring)
-        profile, counts = self.azint.integrate_with_counts(image)
-        stats = compute_image_statistics(sl, profile, self.azint.q, profile_count=counts).as_dict()
-        r = ImageResult(number=number, spots=spots, profile=np.asarray(profile, np.float32), stats=stats)
+        stats = self.statistics.compute(sl, frame.profile, frame.count).as_dict()
+        r = ImageResult(number=number, spots=spots, profile=np.asarray(frame.profile, np.float32), stats=stats)
         if self.plan.rotation is not None:
             self._rotation_image(r, image)
         elif self.plan.stages.indexing.algorithm != "none":

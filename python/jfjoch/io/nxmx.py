@@ -23,11 +23,23 @@ from jfjoch import _core
 from jfjoch.errors import CorruptFrameError, InputError
 from jfjoch.io.nxmx_geometry import MissingFieldError, default_saturation, read_experiment  # noqa: F401  (re-export)
 
-__all__ = ["ImageIndexError", "MissingFieldError", "NXmxDataset", "open_master", "to_int32"]
+__all__ = ["ImageIndexError", "MissingFieldError", "NXmxDataset", "RawChunk", "open_master", "to_int32"]
 
 INT32_MIN = np.iinfo(np.int32).min
 INT32_MAX = np.iinfo(np.int32).max
 BITSHUFFLE_FILTER = 32008
+
+@dataclass(frozen=True)
+class RawChunk:
+    """One image as stored: a bitshuffle chunk (HDF5 filter 32008) and how to read it."""
+
+    data: bytes
+    """The chunk, as ``read_direct_chunk`` returns it."""
+    codec: int
+    """Bitshuffle mode: 2 (LZ4) or 3 (Zstd)."""
+    dtype: str
+    """Stored pixel type: int8, uint8, int16, uint16, int32 or uint32."""
+
 
 class ImageIndexError(InputError, IndexError):
     """Image index outside [0, n_images)."""
@@ -312,6 +324,22 @@ class NXmxDataset:
                 return out
             except (OSError, ValueError) as e:
                 raise CorruptFrameError(f"image {i}: cannot decode ({e})") from e
+
+    def read_chunk(self, i: int):
+        """Image i as its stored bitshuffle chunk, for a caller that decodes it itself (the frame pass,
+        :meth:`jfjoch.frame_pass.FramePass.run_chunk`); None when the image is not stored as one such chunk
+        of 1-, 2- or 4-byte integers (use :meth:`read_image`)."""
+        seg, k = self._locate(i)
+        if seg.codec is None or seg.dset.dtype.itemsize > 4:
+            return None
+        with self._lock:
+            try:
+                mask, chunk = seg.dset.id.read_direct_chunk((k, 0, 0))
+            except (OSError, KeyError, ValueError) as e:
+                raise CorruptFrameError(f"image {i}: cannot read its chunk ({e})") from e
+        if mask & 1:  # stored unfiltered
+            return None
+        return RawChunk(chunk, seg.codec, seg.dset.dtype.name)
 
     def read_image(self, i: int, out: np.ndarray | None = None) -> np.ndarray:
         """Image i as int32 (ny, nx): invalid/error pixels INT32_MIN, saturated >= detector.saturation.
