@@ -13,6 +13,7 @@
 
 #include "frame/frame.hpp"
 #include "frame/frame_impl.hpp"
+#include "spots/spots_device.cuh"
 
 namespace jfjoch {
 namespace {
@@ -28,10 +29,8 @@ void check(cudaError_t e, const char* what) {
 using cuda::DeviceBuffer;
 using cuda::Stream;
 
-struct DeviceStats {
-    int max_value;
-    unsigned long long n_saturated, n_error, n_strong;
-};
+using spots_device::BlockStats;
+using spots_device::DeviceStats;
 
 /// One block per row: its runs (thread-strided) written out as per-pixel flags and bins.
 __global__ void expand_kernel(int64_t nx, const int64_t* flag_row, const int32_t* flag_end,
@@ -58,12 +57,9 @@ __global__ void pass_kernel(const int32_t* image, const uint8_t* flags, const in
     extern __shared__ __align__(16) unsigned char smem[];
     double* s_sum = reinterpret_cast<double*>(smem);
     unsigned long long* s_count = reinterpret_cast<unsigned long long*>(s_sum + (use_shared ? n_bins : 0));
-    __shared__ int s_max;
-    __shared__ unsigned long long s_sat, s_err, s_strong;
-    if (threadIdx.x == 0) {
-        s_max = INT32_MIN;
-        s_sat = s_err = s_strong = 0;
-    }
+    __shared__ BlockStats block;
+    if (threadIdx.x == 0)
+        block.reset();
     if (use_shared)
         for (int32_t b = threadIdx.x; b < n_bins; b += blockDim.x) {
             s_sum[b] = 0.0;
@@ -74,27 +70,9 @@ __global__ void pass_kernel(const int32_t* image, const uint8_t* flags, const in
     const int64_t stride = int64_t(gridDim.x) * blockDim.x;
     for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < npix; i += stride) {
         const int64_t y = i / nx, x = i - y * nx;
+        map[i] = spots_device::classify_pixel_counted(image, flags, nx, ny, x, y, sat_eff, w, threshold,
+                                                      sigma2, block);
         const int32_t v = image[i];
-        const uint8_t f = flags[i];
-        const uint8_t kind = classify_pixel(v, f, sat_eff);
-        uint8_t out = 0;
-        if (kind == kValid)
-            atomicMax(&s_max, int(v));
-        else if (kind == kSaturated)
-            atomicAdd(&s_sat, 1ull);
-        else if (kind == kError)
-            atomicAdd(&s_err, 1ull);
-        if (kind == kSaturated && !(f & kSpotPixelOutOfRange)) {
-            out = 2;
-        } else if (is_candidate(v, kind, f, threshold)) {
-            int64_t s1, s2, n;
-            direct_window_sums(image, flags, nx, ny, x, y, w, sat_eff, s1, s2, n);
-            if (strong_pixel_test(v, s1, s2, n, sigma2)) {
-                out = 1;
-                atomicAdd(&s_strong, 1ull);
-            }
-        }
-        map[i] = out;
         double val;
         const int32_t b = bins[i];
         if (azint_impl::pixel_value(v, b, weight[i], az_sat, val)) {
@@ -108,15 +86,8 @@ __global__ void pass_kernel(const int32_t* image, const uint8_t* flags, const in
         }
     }
     __syncthreads();
-    if (threadIdx.x == 0) {
-        atomicMax(&stats->max_value, s_max);
-        if (s_sat)
-            atomicAdd(&stats->n_saturated, s_sat);
-        if (s_err)
-            atomicAdd(&stats->n_error, s_err);
-        if (s_strong)
-            atomicAdd(&stats->n_strong, s_strong);
-    }
+    if (threadIdx.x == 0)
+        block.flush(stats);
     if (use_shared)
         for (int32_t b = threadIdx.x; b < n_bins; b += blockDim.x)
             if (s_count[b]) {

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "spots/spots.hpp"
+#include "spots/spots_device.cuh"
 #include "spots/spots_impl.hpp"
 
 namespace jfjoch {
@@ -17,59 +18,26 @@ namespace {
 
 using namespace spots_impl;
 
-struct DeviceStats {
-    int max_value;
-    unsigned long long n_saturated, n_error, n_strong;
-};
+using spots_device::BlockStats;
+using spots_device::DeviceStats;
 
 __global__ void strong_map_kernel(const int32_t* image, const uint8_t* flags, int64_t nx, int64_t ny,
                                   int32_t sat_eff, int32_t w, int32_t threshold, double sigma2, uint8_t* map,
                                   DeviceStats* stats) {
     // Image statistics: block-level reduction in shared memory, then one global atomic per block.
-    __shared__ int s_max;
-    __shared__ unsigned long long s_sat, s_err, s_strong;
+    __shared__ BlockStats block;
     const bool first = threadIdx.x == 0 && threadIdx.y == 0;
-    if (first) {
-        s_max = INT32_MIN;
-        s_sat = s_err = s_strong = 0;
-    }
+    if (first)
+        block.reset();
     __syncthreads();
     const int64_t x = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
     const int64_t y = int64_t(blockIdx.y) * blockDim.y + threadIdx.y;
-    if (x < nx && y < ny) {
-        const int64_t i = y * nx + x;
-        const int32_t v = image[i];
-        const uint8_t f = flags[i];
-        const uint8_t kind = classify_pixel(v, f, sat_eff);
-        uint8_t out = 0;
-        if (kind == kValid)
-            atomicMax(&s_max, int(v));
-        else if (kind == kSaturated)
-            atomicAdd(&s_sat, 1ull);
-        else if (kind == kError)
-            atomicAdd(&s_err, 1ull);
-        if (kind == kSaturated && !(f & kSpotPixelOutOfRange)) {
-            out = 2;
-        } else if (is_candidate(v, kind, f, threshold)) {
-            int64_t sum, sum2, n;
-            direct_window_sums(image, flags, nx, ny, x, y, w, sat_eff, sum, sum2, n);
-            if (strong_pixel_test(v, sum, sum2, n, sigma2)) {
-                out = 1;
-                atomicAdd(&s_strong, 1ull);
-            }
-        }
-        map[i] = out;
-    }
+    if (x < nx && y < ny)
+        map[y * nx + x] = spots_device::classify_pixel_counted(image, flags, nx, ny, x, y, sat_eff, w,
+                                                               threshold, sigma2, block);
     __syncthreads();
-    if (first) {
-        atomicMax(&stats->max_value, s_max);
-        if (s_sat)
-            atomicAdd(&stats->n_saturated, s_sat);
-        if (s_err)
-            atomicAdd(&stats->n_error, s_err);
-        if (s_strong)
-            atomicAdd(&stats->n_strong, s_strong);
-    }
+    if (first)
+        block.flush(stats);
 }
 
 void check(cudaError_t e, const char* what) {
