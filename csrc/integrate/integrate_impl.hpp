@@ -473,6 +473,27 @@ struct FitResult {
     bool ok;
 };
 
+/// The unbuffered walk of fit_one: calls visit(p_i, c_i) for each fit pixel of the disc around (x, y), p_i
+/// the normalised profile value (max(profile_at, 0) / norm) and c_i the pixel's counts.
+template <typename Visit>
+JFJOCH_HD void visit_fit_pixels(const ImageView& im, const Params& p, const double* prof, double rfsq,
+                                double x, double y, double norm, Visit& visit) {
+    const double r1sq = p.r1 * p.r1;
+    const int64_t c0 = int64_t(floor(x - p.r1)), c1 = int64_t(ceil(x + p.r1));
+    const int64_t w0 = int64_t(floor(y - p.r1)), w1 = int64_t(ceil(y + p.r1));
+    const int64_t xc = int64_t(floor(x + 0.5)), yc = int64_t(floor(y + 0.5));
+    for (int64_t row = w0; row <= w1; ++row)
+        for (int64_t col = c0; col <= c1; ++col) {
+            const double dx = double(col) - x, dy = double(row) - y;
+            const double d2 = sq_dist(dx, dy);
+            const int64_t idx = row * im.nx + col;
+            if (d2 > r1sq || !is_fit_pixel(im, d2, rfsq, col - xc, row - yc, idx))
+                continue;
+            const double pv = profile_at(prof, p, dx, dy);
+            visit((pv > 0.0 ? pv : 0.0) / norm, double(im.image[idx]));
+        }
+}
+
 /// Profile fit of one summed reflection (I_sum, bg, n_bg from sum_one) with profile `prof` (G * G) and fit
 /// radius r_fit (pixels). p_i = max(profile_at(offset_i), 0) / sum over the whole disc of profile_at (the sum
 /// keeps the signs, so tail noise does not bias the normalisation; a pixel with p <= 0 carries no information
@@ -488,7 +509,6 @@ JFJOCH_HD FitResult fit_one(const ImageView& im, const Params& p, const double* 
                             double y, double I_sum, double bg, int32_t n_bg) {
     FitResult r{NAN, NAN, false};
     const double r1sq = p.r1 * p.r1, rfsq = r_fit * r_fit;
-    const int64_t c0 = int64_t(floor(x - p.r1)), c1 = int64_t(ceil(x + p.r1));
     const int64_t w0 = int64_t(floor(y - p.r1)), w1 = int64_t(ceil(y + p.r1));
     const int64_t xc = int64_t(floor(x + 0.5)), yc = int64_t(floor(y + 0.5));
     // One walk over the disc: the normalisation, and the fit pixels (profile value before normalisation,
@@ -533,17 +553,8 @@ JFJOCH_HD FitResult fit_one(const ImageView& im, const Params& p, const double* 
             for (int32_t k = 0; k < n_fit; ++k)
                 fit_terms(pbuf[k], double(cbuf[k]), bg, Ipos, num, den, sum_pv);
         } else {
-            for (int64_t row = w0; row <= w1; ++row)
-                for (int64_t col = c0; col <= c1; ++col) {
-                    const double dx = double(col) - x, dy = double(row) - y;
-                    const double d2 = sq_dist(dx, dy);
-                    const int64_t idx = row * im.nx + col;
-                    if (d2 > r1sq || !is_fit_pixel(im, d2, rfsq, col - xc, row - yc, idx))
-                        continue;
-                    const double pv = profile_at(prof, p, dx, dy);
-                    fit_terms((pv > 0.0 ? pv : 0.0) / norm, double(im.image[idx]), bg, Ipos, num, den,
-                              sum_pv);
-                }
+            auto add_fit_terms = [&](double pk, double c) { fit_terms(pk, c, bg, Ipos, num, den, sum_pv); };
+            visit_fit_pixels(im, p, prof, rfsq, x, y, norm, add_fit_terms);
         }
         if (!(den > 0.0))
             return r;
@@ -563,17 +574,11 @@ JFJOCH_HD FitResult fit_one(const ImageView& im, const Params& p, const double* 
                     chi2 += chi2_term(pbuf[k], double(cbuf[k]), bg, I, Iv);
                 n_used = n_fit;
             } else {
-                for (int64_t row = w0; row <= w1; ++row)
-                    for (int64_t col = c0; col <= c1; ++col) {
-                        const double dx = double(col) - x, dy = double(row) - y;
-                        const double d2 = sq_dist(dx, dy);
-                        const int64_t idx = row * im.nx + col;
-                        if (d2 > r1sq || !is_fit_pixel(im, d2, rfsq, col - xc, row - yc, idx))
-                            continue;
-                        const double pv = profile_at(prof, p, dx, dy);
-                        chi2 += chi2_term((pv > 0.0 ? pv : 0.0) / norm, double(im.image[idx]), bg, I, Iv);
-                        ++n_used;
-                    }
+                auto add_chi2 = [&](double pk, double c) {
+                    chi2 += chi2_term(pk, c, bg, I, Iv);
+                    ++n_used;
+                };
+                visit_fit_pixels(im, p, prof, rfsq, x, y, norm, add_chi2);
             }
             const double mismatch = n_used > 1 ? chi2 / double(n_used - 1) : 1.0;
             r.I = I;

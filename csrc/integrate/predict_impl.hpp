@@ -44,6 +44,18 @@ JFJOCH_HD void line_hkl(const LineSetup& su, int i, int j, int l, int hkl[3]) {
     hkl[su.in] = l;
 }
 
+/// Point l of line (i, j) (line start q0, step c): its hkl, reciprocal vector p and |p|^2 (1/A^2).
+/// False for the origin and for points outside the resolution shell.
+JFJOCH_HD bool line_point(const LineSetup& su, const Vec3d& q0, const Vec3d& c, int i, int j, long long l,
+                          int hkl[3], Vec3d& p, double& s2) {
+    line_hkl(su, i, j, int(l), hkl);
+    if (hkl[0] == 0 && hkl[1] == 0 && hkl[2] == 0)
+        return false;
+    p = q0 + double(l) * c;
+    s2 = dot(p, p);
+    return !(s2 > su.res_max2 || s2 < su.res_min2);
+}
+
 /// Line number -> (i, j).
 JFJOCH_HD void line_ij(const LineSetup& su, long long line, int& i, int& j) {
     const long long w2 = 2LL * su.n2 + 1;
@@ -102,12 +114,9 @@ JFJOCH_HD void still_line(const ExperimentGeometry& g, const LineSetup& su, cons
         double hi = ranges[r][1] < hi_r ? ranges[r][1] : hi_r;
         for (long long l = (long long)std::ceil(lo); l <= (long long)std::floor(hi); ++l) {
             int hkl[3];
-            line_hkl(su, i, j, int(l), hkl);
-            if (hkl[0] == 0 && hkl[1] == 0 && hkl[2] == 0)
-                continue;
-            const Vec3d sv = q0 + double(l) * c;
-            const double s2 = dot(sv, sv);
-            if (s2 > su.res_max2 || s2 < su.res_min2)
+            Vec3d sv;
+            double s2;
+            if (!line_point(su, q0, c, i, j, l, hkl, sv, s2))
                 continue;
             const double eps = ewald_offset(g, sv);
             const double reff2 = s.profile_radius * s.profile_radius + 0.5 * bl * bl * s2 * s2;
@@ -145,12 +154,9 @@ JFJOCH_HD void rotation_line(const ExperimentGeometry& g, const LineSetup& su,
     const double mid = 0.5 * (s.phi_min + s.phi_max);
     for (long long l = (long long)std::ceil(lo_r); l <= (long long)std::floor(hi_r); ++l) {
         int hkl[3];
-        line_hkl(su, i, j, int(l), hkl);
-        if (hkl[0] == 0 && hkl[1] == 0 && hkl[2] == 0)
-            continue;
-        const Vec3d p = q0 + double(l) * c;
-        const double s2 = dot(p, p);
-        if (s2 > su.res_max2 || s2 < su.res_min2)
+        Vec3d p;
+        double s2;
+        if (!line_point(su, q0, c, i, j, l, hkl, p, s2))
             continue;
         double w[2];
         if (!diffraction_angles(g, p, w[0], w[1]))
