@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import warnings
 
@@ -13,10 +12,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .. import __version__
-from ..errors import JfjochError
 from ..options import ProcessOptions
 from ..results import ProcessResult
 from .options import add_options, option_panels, options_from_click
+from .runner import run_command
 
 click.rich_click.TEXT_MARKUP = None
 click.rich_click.OPTION_GROUPS.update(option_panels(ProcessOptions, "jfjoch_process"))
@@ -173,65 +172,15 @@ def _nanfmt(vals, fmt: str) -> str:
     return format(float(np.median(v)), fmt) if len(v) else "-"
 
 
-@contextlib.contextmanager
-def _terminate_as_interrupt():
-    """SIGTERM (and SIGHUP) end the run like Ctrl-C: the temporary output is removed, exit code 1."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    saved = {}
-    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
-        if sig is not None:
-            saved[sig] = signal.signal(sig, handler)
-    try:
-        yield
-    finally:
-        for sig, h in saved.items():
-            signal.signal(sig, h)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: one-line errors, exit codes 0 / 1 / 2 (SPEC)."""
-    args = sys.argv[1:] if argv is None else argv
-    verbose = "-v" in args or "--verbose" in args
-    try:
-        with _terminate_as_interrupt():
-            command.main(args=args, prog_name="jfjoch_process", standalone_mode=False)
-    except click.exceptions.Exit as e:
-        return int(e.exit_code or 0)
-    except click.exceptions.Abort:
-        print("jfjoch_process: interrupted", file=sys.stderr)
-        return 1
-    except click.UsageError as e:
-        print(f"jfjoch_process: error: {e.format_message()}", file=sys.stderr)
-        return 2
-    except JfjochError as e:
-        if verbose:
-            raise
-        print(f"jfjoch_process: error: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("jfjoch_process: interrupted", file=sys.stderr)
-        return 1
-    except Exception as e:  # never a traceback unless -v
-        if verbose:
-            raise
-        print(f"jfjoch_process: error: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return run_command(command, "jfjoch_process", argv)
 
 
 def entry() -> None:
     """setuptools console-script wrapper: exit with main()'s code."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
     sys.exit(main())

@@ -14,9 +14,9 @@ import rich_click as click
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import JfjochError
 from ..options import ScaleOptions
 from .options import add_options, option_panels, options_from_click
+from .runner import run_command
 
 __all__ = ["command", "entry", "main", "print_scaling_summary", "print_statistics_table"]
 
@@ -164,32 +164,7 @@ def _r(v) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: one-line errors, exit codes 0 / 1 / 2 (SPEC)."""
-    args = sys.argv[1:] if argv is None else argv
-    verbose = "-v" in args or "--verbose" in args
-    try:
-        command.main(args=args, prog_name="jfjoch_scale", standalone_mode=False)
-    except click.exceptions.Exit as e:
-        return int(e.exit_code or 0)
-    except click.exceptions.Abort:
-        print("jfjoch_scale: interrupted", file=sys.stderr)
-        return 1
-    except click.UsageError as e:
-        print(f"jfjoch_scale: error: {e.format_message()}", file=sys.stderr)
-        return 2
-    except JfjochError as e:
-        if verbose:
-            raise
-        print(f"jfjoch_scale: error: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("jfjoch_scale: interrupted", file=sys.stderr)
-        return 1
-    except Exception as e:  # never a traceback unless -v
-        if verbose:
-            raise
-        print(f"jfjoch_scale: error: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return run_command(command, "jfjoch_scale", argv)
 
 
 def entry() -> None:
