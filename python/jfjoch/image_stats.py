@@ -219,6 +219,23 @@ def ice_ring_score(
     return best
 
 
+def _statistics(spots: SpotsLike, d: np.ndarray, ice: np.ndarray, background: float, ice_score: float,
+                settings: ImageStatisticsSettings) -> ImageStatistics:  # fmt: skip
+    """The ImageStatistics of one image from its spots' d (Å) and ice flags and its profile figures."""
+    max_value = getattr(spots, "max_value", None)
+    return ImageStatistics(
+        n_spots=int(d.size),
+        n_spots_low_resolution=int(np.count_nonzero(d > settings.low_resolution_d_A)),
+        n_spots_ice_ring=int(np.count_nonzero(ice)),
+        resolution_estimate=resolution_estimate(d, ice, settings),
+        background_estimate=background,
+        ice_ring_score=ice_score,
+        max_value=None if max_value is None else int(max_value),
+        n_saturated=int(getattr(spots, "n_saturated", 0)),
+        n_error=int(getattr(spots, "n_error", 0)),
+    )
+
+
 def compute_image_statistics(
     spots: SpotsLike,
     profile: np.ndarray | None,
@@ -254,18 +271,7 @@ def compute_image_statistics(
         ice_score = ice_ring_score(profile, q, profile_count, s_cfg)
     else:
         background = ice_score = math.nan
-    max_value = getattr(spots, "max_value", None)
-    return ImageStatistics(
-        n_spots=int(n),
-        n_spots_low_resolution=int(np.count_nonzero(d > s_cfg.low_resolution_d_A)),
-        n_spots_ice_ring=int(np.count_nonzero(ice)),
-        resolution_estimate=resolution_estimate(d, ice, s_cfg),
-        background_estimate=background,
-        ice_ring_score=ice_score,
-        max_value=None if max_value is None else int(max_value),
-        n_saturated=int(getattr(spots, "n_saturated", 0)),
-        n_error=int(getattr(spots, "n_error", 0)),
-    )
+    return _statistics(spots, d, ice, background, ice_score, s_cfg)
 
 
 class StatisticsCalculator:
@@ -335,15 +341,4 @@ class StatisticsCalculator:
             ice_score = self._ice_ring_score(profile, ok)
         else:
             background = ice_score = math.nan
-        max_value = getattr(spots, "max_value", None)
-        return ImageStatistics(
-            n_spots=int(d.size),
-            n_spots_low_resolution=int(np.count_nonzero(d > s_cfg.low_resolution_d_A)),
-            n_spots_ice_ring=int(np.count_nonzero(ice)),
-            resolution_estimate=resolution_estimate(d, ice, s_cfg),
-            background_estimate=background,
-            ice_ring_score=ice_score,
-            max_value=None if max_value is None else int(max_value),
-            n_saturated=int(getattr(spots, "n_saturated", 0)),
-            n_error=int(getattr(spots, "n_error", 0)),
-        )
+        return _statistics(spots, d, ice, background, ice_score, s_cfg)

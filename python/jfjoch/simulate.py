@@ -246,15 +246,9 @@ class SimulationSettings:
 
 def space_group_of(sg: str | int) -> gemmi.SpaceGroup:
     """gemmi space group from a number or a Hermann-Mauguin symbol; UsageError if unknown."""
-    try:
-        g = gemmi.find_spacegroup_by_number(int(sg)) if str(sg).strip().isdigit() else None
-        if g is None:
-            g = gemmi.find_spacegroup_by_name(str(sg))
-    except (ValueError, RuntimeError):
-        g = None
-    if g is None:
-        raise UsageError(f"unknown space group {sg!r}")
-    return g
+    from .scale.symmetry import space_group
+
+    return space_group(sg)
 
 
 def random_rotation(rng: np.random.Generator) -> np.ndarray:
