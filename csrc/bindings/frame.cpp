@@ -6,6 +6,7 @@
 #include <string>
 
 #include "bindings/common.hpp"
+#include "bindings/spot_arrays.hpp"
 #include "core/backend.hpp"
 #include "core/experiment.hpp"
 #include "frame/frame.hpp"
@@ -13,6 +14,7 @@
 namespace py = pybind11;
 using namespace jfjoch;
 using jfjoch::bind::CArray;
+using jfjoch::bind::spot_arrays;
 
 namespace {
 
@@ -48,30 +50,15 @@ FrameSettings settings_of(const SpotFinderSettings& spots, int32_t spot_saturati
 }
 
 py::tuple result_tuple(const FrameResult& r) {
-    const auto n = py::ssize_t(r.spots.spots.size());
-    py::array_t<float> x(n), y(n), inten(n), d(n);
-    py::array_t<int32_t> npx(n);
-    py::array_t<bool> ice(n);
-    for (py::ssize_t i = 0; i < n; ++i) {
-        const Spot& s = r.spots.spots[size_t(i)];
-        x.mutable_data()[i] = s.x;
-        y.mutable_data()[i] = s.y;
-        inten.mutable_data()[i] = s.intensity;
-        npx.mutable_data()[i] = s.n_pixels;
-        d.mutable_data()[i] = s.d;
-        ice.mutable_data()[i] = s.ice_ring;
-    }
-    py::dict stats;
-    stats["max_value"] = r.spots.max_value;
-    stats["n_saturated"] = r.spots.n_saturated;
-    stats["n_error"] = r.spots.n_error;
-    stats["n_strong_pixels"] = r.spots.n_strong_pixels;
+    py::list items = spot_arrays(r.spots);
     const auto nb = py::ssize_t(r.mean.size());
     py::array_t<double> mean(nb);
     py::array_t<int64_t> count(nb);
     std::copy(r.mean.begin(), r.mean.end(), mean.mutable_data());
     std::copy(r.count.begin(), r.count.end(), count.mutable_data());
-    return py::make_tuple(x, y, inten, npx, d, ice, stats, mean, count);
+    items.append(mean);
+    items.append(count);
+    return py::tuple(items);
 }
 
 py::tuple run_image(CArray<int32_t> image, const FrameMap& map, const SpotFinderSettings& spots,

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "bindings/common.hpp"
+#include "bindings/spot_arrays.hpp"
 #include "core/backend.hpp"
 #include "core/experiment.hpp"
 #include "spots/spots.hpp"
@@ -11,6 +12,7 @@
 namespace py = pybind11;
 using namespace jfjoch;
 using jfjoch::bind::CArray;
+using jfjoch::bind::spot_arrays;
 
 namespace {
 
@@ -57,25 +59,7 @@ py::tuple find(CArray<int32_t> image, CArray<uint8_t> flags, int32_t saturation,
         r = find_spots(image.data(), flags.data(), image.shape(1), image.shape(0), saturation, g, settings,
                        b);
     }
-    const auto n = py::ssize_t(r.spots.size());
-    py::array_t<float> x(n), y(n), inten(n), d(n);
-    py::array_t<int32_t> npx(n);
-    py::array_t<bool> ice(n);
-    for (py::ssize_t i = 0; i < n; ++i) {
-        const Spot& s = r.spots[size_t(i)];
-        x.mutable_data()[i] = s.x;
-        y.mutable_data()[i] = s.y;
-        inten.mutable_data()[i] = s.intensity;
-        npx.mutable_data()[i] = s.n_pixels;
-        d.mutable_data()[i] = s.d;
-        ice.mutable_data()[i] = s.ice_ring;
-    }
-    py::dict stats;
-    stats["max_value"] = r.max_value;
-    stats["n_saturated"] = r.n_saturated;
-    stats["n_error"] = r.n_error;
-    stats["n_strong_pixels"] = r.n_strong_pixels;
-    return py::make_tuple(x, y, inten, npx, d, ice, stats);
+    return py::tuple(spot_arrays(r));
 }
 
 py::array_t<uint8_t> strong_map(CArray<int32_t> image, CArray<uint8_t> flags, int32_t saturation,
