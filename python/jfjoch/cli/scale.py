@@ -47,7 +47,7 @@ def command(inputs: tuple[str, ...], **kw) -> None:
 
 
 def run(inputs: list[str], opts: ScaleOptions):
-    from ..scale.api import read_inputs
+    from ..scale.api import load_inputs
     from ..scale.engine import scale_and_merge
     from ..scale.outputs import write_scale_outputs
 
@@ -55,20 +55,9 @@ def run(inputs: list[str], opts: ScaleOptions):
     if not console.is_terminal:
         console.width = max(console.width, 120)
     import time
-    from pathlib import Path
-
-    from ..errors import ProcessingError
 
     t0 = time.perf_counter()
-    out_dir = Path(opts.output_prefix).parent
-    if not out_dir.is_dir():
-        raise ProcessingError(f"cannot write {opts.output_prefix}*: directory {out_dir} does not exist")
-    runs = read_inputs(inputs, opts.threads)
-    reference = None
-    if opts.reference_mtz is not None:
-        from ..io.reflections import read_reference_mtz
-
-        reference = read_reference_mtz(opts.reference_mtz)
+    runs, reference = load_inputs(inputs, opts)
     t_read = time.perf_counter() - t0
     console.print(f"[bold]jfjoch_scale[/bold] {_version()}")
     for r in runs:

@@ -14,7 +14,7 @@ from .data import ScaleResult
 from .engine import scale_and_merge
 from .outputs import write_scale_outputs
 
-__all__ = ["read_inputs", "scale"]
+__all__ = ["load_inputs", "read_inputs", "scale"]
 
 
 def read_inputs(paths: Sequence[str | os.PathLike], threads: int = 1) -> list:
@@ -28,6 +28,26 @@ def read_inputs(paths: Sequence[str | os.PathLike], threads: int = 1) -> list:
         with ThreadPoolExecutor(min(threads, len(paths))) as pool:
             return list(pool.map(read_scale_input, paths, range(len(paths))))
     return [read_scale_input(p, k) for k, p in enumerate(paths)]
+
+
+def load_inputs(paths: Sequence[str | os.PathLike], opts: ScaleOptions, *, check_output: bool = True):
+    """The runs (:func:`read_inputs`) and the reference (``opts.reference_mtz``, None without one).
+    With ``check_output``, first fails when the output directory does not exist (before any work)."""
+    if check_output:
+        from pathlib import Path
+
+        from ..errors import ProcessingError
+
+        out_dir = Path(opts.output_prefix).parent
+        if not out_dir.is_dir():
+            raise ProcessingError(f"cannot write {opts.output_prefix}*: directory {out_dir} does not exist")
+    runs = read_inputs(paths, opts.threads)
+    reference = None
+    if opts.reference_mtz is not None:
+        from ..io.reflections import read_reference_mtz
+
+        reference = read_reference_mtz(opts.reference_mtz)
+    return runs, reference
 
 
 def scale(
@@ -54,20 +74,7 @@ def scale(
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     t0 = time.perf_counter()
-    if write:  # fail before the work, not after it
-        from pathlib import Path
-
-        from ..errors import ProcessingError
-
-        out_dir = Path(opts.output_prefix).parent
-        if not out_dir.is_dir():
-            raise ProcessingError(f"cannot write {opts.output_prefix}*: directory {out_dir} does not exist")
-    inputs = read_inputs(paths, opts.threads)
-    reference = None
-    if opts.reference_mtz is not None:
-        from ..io.reflections import read_reference_mtz
-
-        reference = read_reference_mtz(opts.reference_mtz)
+    inputs, reference = load_inputs(paths, opts, check_output=write)
     t_read = time.perf_counter() - t0
     result = scale_and_merge(inputs, opts, reference=reference, progress=progress)
     result.timing = {"read": t_read, **{k: v for k, v in result.timing.items() if k != "total"}}
