@@ -12,6 +12,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from timing import timed
 
 from jfjoch.azint import AzimuthalIntegrator
 from jfjoch.experiment import Beam, Detector, Experiment
@@ -30,16 +31,6 @@ def jungfrau_4m(seed: int = 0) -> tuple[np.ndarray, Experiment]:
     return img, Experiment(beam=Beam(wavelength_A=1.0, polarization_fraction=0.99), detector=det)
 
 
-def best_of(fn, repeat: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=20)
@@ -52,7 +43,7 @@ def main() -> None:
     ai = AzimuthalIntegrator(exp, backend="cpu")
     t_map = time.perf_counter() - t0
     s = ai.settings
-    t_ours = best_of(lambda: ai.integrate(img), args.repeat)
+    t_ours = timed(lambda: ai.integrate(img), args.repeat)[1]
 
     imgs = [img] * (4 * args.threads)
     with ThreadPoolExecutor(args.threads) as pool:
@@ -101,7 +92,7 @@ def main() -> None:
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            t_ref = best_of(run, max(3, args.repeat // 4))
+            t_ref = timed(run, max(3, args.repeat // 4))[1]
             r = run()
         ours = ai.integrate(img)
         ok = ai.pixel_count > 200

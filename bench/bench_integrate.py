@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
 import sys
 import threading
 import time
@@ -25,6 +24,7 @@ from scipy.spatial import cKDTree
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.integrate_data import gaussian_spot_image, reference_integrate
+from timing import timed
 
 from jfjoch.integration_kernel import Flag, IntegrationKernelSettings, integrate_image
 
@@ -103,18 +103,6 @@ def numpy_summation(img, mask, sat, x, y, s: IntegrationKernelSettings):
         I = np.where(dropped, np.nan, dsum - n_disc * bg)
         sigma = np.where(dropped, np.nan, np.sqrt(dpos + n_disc * n_disc * np.maximum(bg, 0) / n_bg))
     return I, sigma, bg, dropped
-
-
-def timed(fn, repeat: int) -> tuple[float, float]:
-    """(median, minimum) wall time of `repeat` calls after one warm-up call, seconds. On a shared machine the
-    minimum is the better estimate of the kernel's own cost."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), min(times)
 
 
 def threaded_rate(fn, threads: int, frames_per_thread: int) -> float:

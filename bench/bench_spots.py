@@ -25,6 +25,7 @@ from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ builders
 from tests.spot_data import experiment, gaussian_spots, module_gap_mask
+from timing import timed
 
 from jfjoch import _core
 from jfjoch.spots import SpotFinder, SpotFinderSettings
@@ -67,16 +68,6 @@ def numpy_reference(img: np.ndarray, mask: np.ndarray, st: SpotFinderSettings):
     keep = npx >= st.min_pixels
     order = np.argsort(-inten[keep], kind="stable")[: st.max_spots]
     return com[keep][order], inten[keep][order]
-
-
-def timed(fn, reps: int) -> float:
-    """Median seconds of reps calls."""
-    t = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        t.append(time.perf_counter() - t0)
-    return float(np.median(t))
 
 
 def threaded_fps(fn, frames: list[np.ndarray], n_threads: int, rounds: int) -> float:
@@ -161,7 +152,7 @@ def main() -> None:
     )
 
     i = iter(range(10**9))
-    t_k = timed(lambda: sf.find(frames[next(i) % len(frames)]), args.reps)
+    t_k = timed(lambda: sf.find(frames[next(i) % len(frames)]), args.reps, warmup=False)[0]
     print(
         f"kernel, 1 thread : {t_k * 1e3:7.2f} ms/frame  {t_k / npix * 1e9:5.2f} ns/pixel  "
         f"{1 / t_k:6.1f} frames/s"
@@ -169,7 +160,7 @@ def main() -> None:
     fps = threaded_fps(sf.find, frames, args.threads, rounds=2)
     print(f"kernel, {args.threads} threads: {fps:6.1f} frames/s ({fps * t_k:.2f}x one thread)")
 
-    t_ref = timed(lambda: numpy_reference(frames[0], mask, st), 2)
+    t_ref = timed(lambda: numpy_reference(frames[0], mask, st), 2, warmup=False)[0]
     ref_xy, _ = numpy_reference(frames[0], mask, st)
     same = len(ref_xy) == len(res[0])
     print(
@@ -178,8 +169,8 @@ def main() -> None:
     )
 
     chunks, decode, label = compressed_chunks(frames)
-    t_dec = timed(lambda: decode(chunks[0]), args.reps)
-    t_both = timed(lambda: sf.find(decode(chunks[1 % len(chunks)])), args.reps)
+    t_dec = timed(lambda: decode(chunks[0]), args.reps, warmup=False)[0]
+    t_both = timed(lambda: sf.find(decode(chunks[1 % len(chunks)])), args.reps, warmup=False)[0]
     fps_both = threaded_fps(lambda c: sf.find(decode(c)), chunks, args.threads, rounds=2)
     print(f"decode via {label}")
     print(f"decode           : {t_dec * 1e3:7.2f} ms/frame")

@@ -158,25 +158,10 @@ def truth_tables(dataset: Path, *, seed: int = 0, partiality: str = "model", min
     mosaic = np.radians(0.05)
     if truth["mode"] == "rotation":
         ax = np.asarray(truth["conventions"]["rotation_axis"], float)
-        e = ax / np.linalg.norm(ax)
         A0 = np.array(truth["images"][0]["A_star_at_omega0"])
-        sc = hkl @ A0.T
-        s_par = np.outer(sc @ e, e)
-        s_perp = sc - s_par
-        exs = np.cross(e, sc)
-        target = -lam * np.einsum("ni,ni->n", sc, sc) / 2.0
-        with np.errstate(invalid="ignore", divide="ignore"):
-            cosv = np.clip((target - s_par[:, 2]) / np.hypot(s_perp[:, 2], exs[:, 2]), -1, 1)
-        base = np.arctan2(exs[:, 2], s_perp[:, 2])
         w0 = truth["images"][0]["omega_start_deg"]
         width = truth["images"][0]["omega_width_deg"]
-        mid = w0 + (image + 0.5) * width
-        cands = np.stack([mid + ((np.degrees(base + sg * np.arccos(cosv)) - mid + 180) % 360) - 180
-                          for sg in (1, -1)])
-        phi = cands[np.argmin(np.abs(cands - mid), axis=0), np.arange(n)]
-        cp, sp_ = np.cos(np.radians(phi))[:, None], np.sin(np.radians(phi))[:, None]
-        sv = s_par + cp * s_perp + sp_ * exs
-        rate = np.maximum(np.abs(np.cross(e, sv)[:, 2]), 1e-6)
+        phi, sv, rate = _rotation_phi_lorentz(hkl, image, A0, ax, lam, w0, width)
         lp = np.minimum(1.0 / (lam * rate), 50.0) * _pol_solid(truth, sv)
         sig_phi = np.degrees(np.sqrt(SPOT_WIDTH**2 + (np.linalg.norm(sv, axis=1) * mosaic) ** 2) / rate)
         lo = w0 + image * width
