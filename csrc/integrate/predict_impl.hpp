@@ -63,6 +63,17 @@ JFJOCH_HD void line_ij(const LineSetup& su, long long line, int& i, int& j) {
     j = int(line % w2) - su.n2;
 }
 
+/// Line `line`: its (i, j), step c (the inner axis's column of A) and start q0 (1/A), and the range
+/// [lo_r, hi_r] of inner index (real-valued) inside the resolution limit; false when the line misses it.
+JFJOCH_HD bool line_span(const LineSetup& su, long long line, int& i, int& j, Vec3d& c, Vec3d& q0,
+                         double& lo_r, double& hi_r) {
+    line_ij(su, line, i, j);
+    c = column(su.A, su.in);
+    q0 = double(i) * column(su.A, su.o1) + double(j) * column(su.A, su.o2);
+    // resolution: |q0 + l c|^2 <= 1/d_min^2
+    return quad_interval(dot(c, c), dot(q0, c), dot(q0, q0), su.res_max2, lo_r, hi_r);
+}
+
 JFJOCH_HD long long line_count(const LineSetup& su) {
     return (2LL * su.n1 + 1) * (2LL * su.n2 + 1);
 }
@@ -73,16 +84,13 @@ template <typename Sink>
 JFJOCH_HD void still_line(const ExperimentGeometry& g, const LineSetup& su, const StillPredictionSettings& s,
                           long long line, Sink& sink) {
     int i, j;
-    line_ij(su, line, i, j);
+    Vec3d c, q0;
+    double lo_r, hi_r;
+    if (!line_span(su, line, i, j, c, q0, lo_r, hi_r))
+        return;
     const Vec3d s0 = beam_vector(g);
     const double inv_lambda = s0.z;
-    const Vec3d c = column(su.A, su.in);
-    const Vec3d q0 = double(i) * column(su.A, su.o1) + double(j) * column(su.A, su.o2);
     const double a = dot(c, c);
-    // resolution: |q0 + l c|^2 <= 1/d_min^2
-    double lo_r, hi_r;
-    if (!quad_interval(a, dot(q0, c), dot(q0, q0), su.res_max2, lo_r, hi_r))
-        return;
     // Ewald shell: (1/lambda - R)^2 <= |q0 + s0 + l c|^2 <= (1/lambda + R)^2, R the largest R_eff
     const double bl = s.bandwidth * g.det.wavelength_A;
     const double r_max =
@@ -143,12 +151,9 @@ template <typename Sink>
 JFJOCH_HD void rotation_line(const ExperimentGeometry& g, const LineSetup& su,
                              const RotationPredictionSettings& s, long long line, Sink& sink) {
     int i, j;
-    line_ij(su, line, i, j);
-    const Vec3d c = column(su.A, su.in);
-    const Vec3d q0 = double(i) * column(su.A, su.o1) + double(j) * column(su.A, su.o2);
-    const double a = dot(c, c);
+    Vec3d c, q0;
     double lo_r, hi_r;
-    if (!quad_interval(a, dot(q0, c), dot(q0, q0), su.res_max2, lo_r, hi_r))
+    if (!line_span(su, line, i, j, c, q0, lo_r, hi_r))
         return;
     const double two_pi = 6.283185307179586;
     const double mid = 0.5 * (s.phi_min + s.phi_max);
