@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .data import ErrorModel
+from .simplex import nelder_mead
 from .stats import group_mean
 
 __all__ = [
@@ -58,11 +59,9 @@ def fit_error_model(
     δ_f = (x_f - x̄_(-f)) / sqrt(σ'_f² + σ'(x̄_(-f))²) with x̄_(-f) the weighted mean of the reflection's
     other observations: its variance is 1 for a right error model, in every bin of intensity. The bins
     hold equal numbers of observations sorted by Ī/σ; each bin's variance is estimated robustly
-    (median δ² / 0.455), and Σ_bins ln²(var) is minimised over a, b (Nelder-Mead).
+    (median δ² / 0.455), and Σ_bins ln²(var) is minimised over a, b (Nelder–Mead, :mod:`.simplex`).
     Returns a = 1, b = 0 when fewer than 100 observations have a partner.
     """
-    from scipy.optimize import minimize  # (imported here: it costs ~0.3 s at start-up)
-
     ref = np.asarray(ref, np.int64)
     n = np.bincount(ref, minlength=n_ref)
     multi = n[ref] >= 2
@@ -101,10 +100,9 @@ def fit_error_model(
         return float(np.sum(np.log(med) ** 2))
 
     p0 = np.array([np.log(start.a), max(start.b, 0.01)]) if start is not None else np.array([0.0, 0.03])
-    best = minimize(objective, p0, method="Nelder-Mead",
-                    options={"xatol": 1e-3, "fatol": 1e-6, "maxiter": 300, "initial_simplex":
-                             np.array([p0, p0 + np.array([0.2, 0.0]), p0 + np.array([0.0, 0.05])])})
-    a, b = float(np.exp(best.x[0])), abs(float(best.x[1]))
+    best = nelder_mead(objective, np.array([p0, p0 + np.array([0.2, 0.0]), p0 + np.array([0.0, 0.05])]),
+                       xatol=1e-3, fatol=1e-6, maxiter=300)
+    a, b = float(np.exp(best[0])), abs(float(best[1]))
     return ErrorModel(a, b)
 
 

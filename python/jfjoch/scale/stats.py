@@ -21,11 +21,11 @@ observation), ``x`` (scaled intensity), ``sx`` (its σ). Everything is vectorise
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 
 from .data import ShellStatistics
+from .simplex import nelder_mead
 
 __all__ = [
     "assign_shells",
@@ -222,8 +222,6 @@ def _tanh_model(s, s0, r):
 def resolution_estimate(shells: list[ShellStatistics], threshold: float = 0.3) -> float | None:
     """d (Å) where the tanh fit of CC1/2 against s = 1/d² (shell centres in s) crosses ``threshold``;
     limited to the data's d_min when CC1/2 stays above it; None when no fit is possible."""
-    from scipy.optimize import curve_fit
-
     s, cc, wt = [], [], []
     for sh in shells:
         if sh.cc_half is None or not np.isfinite(sh.cc_half) or sh.n_unique < 3:
@@ -237,14 +235,16 @@ def resolution_estimate(shells: list[ShellStatistics], threshold: float = 0.3) -
     s, cc, wt = np.array(s), np.array(cc), np.array(wt, float)
     d_min_data = min(sh.d_min for sh in shells)
     s_max = 1 / d_min_data**2
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            p0 = (float(np.median(s)), float(np.ptp(s)) / 4 + 1e-6)
-            p, _ = curve_fit(_tanh_model, s, np.clip(cc, -0.5, 1.0), p0=p0, sigma=1 / np.sqrt(wt), maxfev=5000)
-    except (RuntimeError, ValueError):
-        return None
-    s0, r = p
+    cc_fit = np.clip(cc, -0.5, 1.0)
+
+    def weighted_squares(p: np.ndarray) -> float:  # Σ n_unique · (model − CC1/2)²
+        with np.errstate(all="ignore"):
+            return float(np.sum(wt * (_tanh_model(s, p[0], p[1]) - cc_fit) ** 2))
+
+    p0 = np.array([float(np.median(s)), float(np.ptp(s)) / 4 + 1e-6])
+    # least squares by the simplex method: scipy.optimize costs 0.3 s to import (see .simplex)
+    s0, r = nelder_mead(weighted_squares, np.array([p0, p0 * [1.05, 1.0], p0 * [1.0, 1.05]]),
+                        xatol=1e-9, fatol=1e-12, maxiter=2000)
     if not np.isfinite(s0) or not np.isfinite(r) or r <= 0:
         return float(d_min_data) if cc[-1] >= threshold else None
     s_cross = s0 + abs(r) * math.atanh(1 - 2 * threshold)
