@@ -25,7 +25,10 @@ def test_every_public_name_resolves_and_the_functions_stay_functions():
         "assert all(callable(getattr(jfjoch, n)) for n in ('integrate', 'refine', 'process', 'scale', 'find_spots'))\n"
         "assert isinstance(jfjoch.integrate, types.FunctionType) and isinstance(jfjoch.refine, types.FunctionType)\n"
         "assert isinstance(jfjoch.pipeline, types.ModuleType) and set(jfjoch.__all__) <= set(dir(jfjoch))\n"
-        "try:\n    jfjoch.no_such_name\nexcept AttributeError:\n    print('ok')"
+        "for bad in ('no_such_name', 'io.nxmx', 'no.such'):\n"
+        "    try:\n        getattr(jfjoch, bad)\n        raise SystemExit(f'{bad} resolved')\n"
+        "    except AttributeError:\n        pass\n"
+        "print('ok')"
     )
     assert out == "ok"
 

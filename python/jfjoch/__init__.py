@@ -66,7 +66,7 @@ def __getattr__(name: str) -> object:
     module = _LAZY_EXPORTS.get(name)
     if module is not None:
         value = getattr(import_module(f".{module}", __name__), name)
-    elif not name.startswith("__") and find_spec(f"{__name__}.{name}") is not None:
+    elif name.isidentifier() and not name.startswith("__") and find_spec(f"{__name__}.{name}") is not None:
         value = import_module(f".{name}", __name__)
     else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
